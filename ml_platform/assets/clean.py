@@ -1,0 +1,154 @@
+"""clean/shipments and clean/shipments_rejected: typed, validated, deduplicated rows."""
+
+
+import dagster as dg
+import pandera.polars as pa
+import polars as pl
+
+from ml_platform.assets.raw import RAW_SHIPMENTS
+from ml_platform.automation import follows_upstream
+from ml_platform.partitions import daily_partitions
+from ml_platform.schemas import CLEAN_SHIPMENTS
+from ml_platform.storage.frames import content_hash
+from ml_platform.transforms.shipments import clean_shipments as clean_rows
+
+CLEAN_SHIPMENTS_KEY = dg.AssetKey(["clean", "shipments"])
+REJECTED_KEY = dg.AssetKey(["clean", "shipments_rejected"])
+# A drop with more rejects than this is suspect even when some rows survive.
+MAX_REJECTED_SHARE = 0.2
+
+CONTRACT_CHECK = dg.AssetCheckSpec("schema_contract", asset=CLEAN_SHIPMENTS_KEY, blocking=True)
+ROWS_CHECK = dg.AssetCheckSpec("row_count_sanity", asset=CLEAN_SHIPMENTS_KEY, blocking=True)
+
+_SHARED = dict(
+    group_name="clean",
+    kinds={"polars", "parquet"},
+    code_version="1",
+    io_manager_key="warehouse_io_manager",
+    metadata={"partition_expr": "partition_date"},
+    automation_condition=follows_upstream(),
+)
+
+
+@dg.multi_asset(
+    outs={
+        "clean": dg.AssetOut(
+            key=CLEAN_SHIPMENTS_KEY,
+            description=(
+                "Shipments typed, normalized, validated against the pandera contract and "
+                "deduplicated by shipment id; rows keep their source file and row number."
+            ),
+            **_SHARED,
+        ),
+        "rejected": dg.AssetOut(
+            key=REJECTED_KEY,
+            description="Raw rows that failed cleaning, with the reason for each row.",
+            **_SHARED,
+        ),
+    },
+    ins={"raw": dg.AssetIn(key=RAW_SHIPMENTS)},
+    partitions_def=daily_partitions,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    check_specs=[CONTRACT_CHECK, ROWS_CHECK],
+)
+def clean_shipments(context: dg.AssetExecutionContext, raw: pl.DataFrame):
+    clean, rejected = clean_rows(raw)
+    rows_in = raw.group_by("partition_date").len("rows_in")
+    summary = _partition_summary(context.partition_keys, rows_in, clean, rejected)
+    empty = summary.filter(pl.col("rows_out") == 0)
+    if empty.height:
+        # Fail before anything is stored: the previous clean partition stays current.
+        raise dg.Failure(
+            description=(
+                f"no clean rows for partition(s) {empty['partition'].to_list()}; "
+                f"reject reasons: {_top_reasons(rejected)}"
+            ),
+            allow_retries=False,
+        )
+    for row in summary.iter_rows(named=True):
+        meta = {k: dg.MetadataValue.int(v) for k, v in row.items() if k != "partition"}
+        context.add_asset_metadata(meta, asset_key=CLEAN_SHIPMENTS_KEY, partition_key=row["partition"])
+    yield dg.Output(
+        clean,
+        output_name="clean",
+        data_version=dg.DataVersion(content_hash(clean)),
+        metadata={
+            "dagster/column_schema": _table_schema(clean),
+            "dagster/column_lineage": _column_lineage(),
+        },
+    )
+    yield dg.Output(
+        rejected, output_name="rejected", data_version=dg.DataVersion(content_hash(rejected))
+    )
+    yield _contract_result(clean)
+    yield _row_count_result(summary)
+
+
+def _partition_summary(
+    partitions: list[str], rows_in: pl.DataFrame, clean: pl.DataFrame, rejected: pl.DataFrame
+) -> pl.DataFrame:
+    """rows in / out / rejected per partition of the run, zeros included."""
+    base = pl.DataFrame({"partition": partitions})
+    counts = [
+        rows_in.select(pl.col("partition_date").cast(pl.Utf8).alias("partition"), "rows_in"),
+        clean.group_by("partition_date").len("rows_out"),
+        rejected.group_by("partition_date").len("rows_rejected"),
+    ]
+    for frame in counts:
+        if "partition_date" in frame.columns:
+            frame = frame.with_columns(pl.col("partition_date").cast(pl.Utf8).alias("partition"))
+            frame = frame.drop("partition_date")
+        base = base.join(frame, on="partition", how="left")
+    return base.fill_null(0).sort("partition")
+
+
+def _top_reasons(rejected: pl.DataFrame, n: int = 5) -> dict[str, int]:
+    if rejected.height == 0:
+        return {}
+    top = rejected.group_by("reason").len().sort("len", descending=True).head(n)
+    return dict(zip(top["reason"].to_list(), top["len"].to_list(), strict=True))
+
+
+def _contract_result(clean: pl.DataFrame) -> dg.AssetCheckResult:
+    try:
+        CLEAN_SHIPMENTS.validate(clean, lazy=True)
+    except pa.errors.SchemaErrors as err:
+        cases = err.failure_cases.head(20).select("column", "check", "failure_case")
+        return dg.AssetCheckResult(
+            check_name=CONTRACT_CHECK.name,
+            passed=False,
+            metadata={"failures": dg.MetadataValue.json(cases.to_dicts())},
+        )
+    return dg.AssetCheckResult(check_name=CONTRACT_CHECK.name, passed=True)
+
+
+def _row_count_result(summary: pl.DataFrame) -> dg.AssetCheckResult:
+    share = summary.with_columns(
+        rejected_share=pl.col("rows_rejected") / pl.col("rows_in").clip(lower_bound=1)
+    )
+    bad = share.filter((pl.col("rows_out") == 0) | (pl.col("rejected_share") > MAX_REJECTED_SHARE))
+    return dg.AssetCheckResult(
+        check_name=ROWS_CHECK.name,
+        passed=bad.height == 0,
+        metadata={
+            "partitions_failing": dg.MetadataValue.json(bad["partition"].to_list()),
+            "max_rejected_share": dg.MetadataValue.float(
+                float(share["rejected_share"].max() or 0.0)
+            ),
+            "rows_out": dg.MetadataValue.int(int(summary["rows_out"].sum())),
+        },
+    )
+
+
+def _table_schema(df: pl.DataFrame) -> dg.TableSchema:
+    return dg.TableSchema(
+        columns=[dg.TableColumn(name, str(dtype)) for name, dtype in df.schema.items()]
+    )
+
+
+def _column_lineage() -> dg.TableColumnLineage:
+    """Each clean column comes from the raw column of the same name (lane from the cities)."""
+    raw_col = lambda c: dg.TableColumnDep(asset_key=RAW_SHIPMENTS, column_name=c)  # noqa: E731
+    deps = {c: [raw_col(c)] for c in CLEAN_SHIPMENTS.columns if c != "lane"}
+    deps["lane"] = [raw_col("origin_city"), raw_col("destination_city")]
+    return dg.TableColumnLineage(deps_by_column=deps)

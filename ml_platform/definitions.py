@@ -1,0 +1,33 @@
+"""The Dagster code location: every asset, check, job, sensor and resource, assembled here."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from ml_platform.assets.clean import clean_shipments
+from ml_platform.assets.features import shipment_features
+from ml_platform.assets.raw import raw_shipments
+from ml_platform.deployments import resources_for
+from ml_platform.jobs import data_pipeline_job, ingest_job
+from ml_platform.sensors import landing_zone_sensor
+from ml_platform.settings import load_settings
+
+automation_sensor = dg.AutomationConditionSensorDefinition(
+    "automation",
+    target=dg.AssetSelection.all(),
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    minimum_interval_seconds=30,
+)
+
+
+def build_definitions() -> dg.Definitions:
+    return dg.Definitions(
+        assets=[raw_shipments, clean_shipments, shipment_features],
+        jobs=[ingest_job, data_pipeline_job],
+        sensors=[landing_zone_sensor, automation_sensor],
+        resources=resources_for(load_settings()),
+        executor=dg.in_process_executor,
+    )
+
+
+defs = build_definitions()

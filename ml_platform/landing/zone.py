@@ -1,0 +1,154 @@
+"""Landing zones: where producers drop files, one folder (or prefix) per day.
+
+A drop for partition ``D`` is ``<root>/<dataset>/<D>/`` holding one or more data files
+(``.csv`` or ``.parquet``); it is complete when the producer has written the marker
+``_SUCCESS`` last. A re-drop rewrites the files and the marker.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import dagster as dg
+
+MARKER = "_SUCCESS"
+DATA_SUFFIXES = (".csv", ".parquet")
+
+
+@dataclass(frozen=True)
+class DropFile:
+    """One data file of a drop, as listed (no content read yet)."""
+
+    partition: str
+    name: str
+    uri: str
+    size: int
+    generation: str
+    # A content identity the store gives for free (GCS md5); None where bytes must be hashed.
+    content_id: str | None = None
+
+
+def drop_fingerprint(files: list[DropFile], sha256_by_name: dict[str, str]) -> str:
+    """Identity of a drop's content: equal exactly when every file's content is equal."""
+    h = hashlib.sha256()
+    for f in sorted(files, key=lambda f: f.name):
+        h.update(f"{f.name}\0{f.content_id or sha256_by_name[f.name]}\n".encode())
+    return h.hexdigest()
+
+
+class LandingZone(dg.ConfigurableResource):
+    """What the raw asset and the landing sensor need of a landing zone (folder or bucket)."""
+
+    dataset: str = "shipments"
+
+    def describe(self) -> str:
+        raise NotImplementedError
+
+    def completed_drops(self) -> dict[str, str]:
+        """Partition -> cheap change token, for every drop whose marker is present."""
+        raise NotImplementedError
+
+    def is_complete(self, partition: str) -> bool:
+        raise NotImplementedError
+
+    def list_files(self, partition: str) -> list[DropFile]:
+        raise NotImplementedError
+
+    def read(self, file: DropFile) -> bytes:
+        raise NotImplementedError
+
+    def fingerprint(self, partition: str) -> str:
+        """Content identity of the drop; equal exactly when its content is equal."""
+        raise NotImplementedError
+
+    def quarantine(self, file: DropFile, data: bytes, reason: str) -> str:
+        """Copy a bad file aside with the reason beside it; returns where it went."""
+        raise NotImplementedError
+
+
+class LocalLandingZone(LandingZone):
+    """A landing zone in a local folder, with a quarantine folder beside it."""
+
+    root: str
+    quarantine_root: str
+
+    @property
+    def _dataset_dir(self) -> Path:
+        return Path(self.root) / self.dataset
+
+    def describe(self) -> str:
+        return str(self._dataset_dir)
+
+    def completed_drops(self) -> dict[str, str]:
+        """Partition folder name -> a cheap change token, for every drop with a marker.
+
+        Costs two stats per drop folder, never a listing of the files inside: a producer
+        that re-drops rewrites the marker, which changes the token.
+        """
+        tokens: dict[str, str] = {}
+        try:
+            entries = list(os.scandir(self._dataset_dir))
+        except FileNotFoundError:
+            return tokens
+        for entry in entries:
+            if not entry.is_dir() or entry.name.startswith("."):
+                continue
+            try:
+                marker = os.stat(os.path.join(entry.path, MARKER))
+            except FileNotFoundError:
+                continue
+            folder = entry.stat()
+            tokens[entry.name] = f"{folder.st_mtime_ns}:{marker.st_mtime_ns}:{marker.st_size}"
+        return tokens
+
+    def is_complete(self, partition: str) -> bool:
+        return (self._dataset_dir / partition / MARKER).is_file()
+
+    def list_files(self, partition: str) -> list[DropFile]:
+        folder = self._dataset_dir / partition
+        files = []
+        for entry in sorted(os.scandir(folder), key=lambda e: e.name):
+            if entry.name.startswith((".", "_")) or not entry.is_file():
+                continue
+            stat = entry.stat()
+            files.append(
+                DropFile(
+                    partition=partition,
+                    name=entry.name,
+                    uri=Path(entry.path).absolute().as_uri(),
+                    size=stat.st_size,
+                    generation=str(stat.st_mtime_ns),
+                )
+            )
+        return files
+
+    def read(self, file: DropFile) -> bytes:
+        return (self._dataset_dir / file.partition / file.name).read_bytes()
+
+    def fingerprint(self, partition: str) -> str:
+        files = self.list_files(partition)
+        shas = {f.name: hashlib.sha256(self.read(f)).hexdigest() for f in files}
+        return drop_fingerprint(files, shas)
+
+    def quarantine(self, file: DropFile, data: bytes, reason: str) -> str:
+        target = Path(self.quarantine_root) / self.dataset / file.partition / file.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.tmp")
+        tmp.write_bytes(data)
+        shutil.move(tmp, target)
+        reason_doc = {
+            "source_uri": file.uri,
+            "generation": file.generation,
+            "size": file.size,
+            "sha256": hashlib.sha256(data).hexdigest(),
+            "reason": reason,
+            "quarantined_at": datetime.now(UTC).isoformat(),
+        }
+        target.with_name(target.name + ".reason.json").write_text(json.dumps(reason_doc, indent=2))
+        return target.absolute().as_uri()

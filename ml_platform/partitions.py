@@ -1,0 +1,19 @@
+"""Partitions definitions shared by the asset graph."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from ml_platform.settings import load_settings
+
+# end_offset=1: today's drop is processed as soon as it is complete, not tomorrow.
+daily_partitions = dg.DailyPartitionsDefinition(
+    start_date=load_settings().start_date.isoformat(), end_offset=1
+)
+
+# The 28 days before a partition plus the partition itself; days before the start date
+# simply do not exist yet, which is not an error.
+TRAILING_WINDOW_DAYS = 28
+trailing_window = dg.TimeWindowPartitionMapping(
+    start_offset=-TRAILING_WINDOW_DAYS, end_offset=0, allow_nonexistent_upstream_partitions=True
+)

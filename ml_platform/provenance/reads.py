@@ -1,0 +1,117 @@
+"""The exact inputs a step read, recorded by IO managers and attached to its outputs.
+
+Dagster's own input pointer names an upstream asset's latest materialization, not the
+partitions a step actually read. IO managers here know exactly which stored version of
+which partition they loaded (each stored version is named by the run that wrote it), so
+they record it in this step-scoped registry, and the output's IO manager writes it into
+the materialization metadata under ``ml_platform/inputs``.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import defaultdict
+from dataclasses import asdict, dataclass
+
+import dagster as dg
+
+INPUTS_METADATA_KEY = "ml_platform/inputs"
+
+
+@dataclass
+class PartitionRead:
+    """One stored version of one upstream partition, as read by a step."""
+
+    partition: str | None
+    run_id: str
+    uri: str
+    sha256: str
+    size: int
+    generation: str
+    rows: int | None
+    content_hash: str | None
+    storage_id: int | None = None
+    data_version: str | None = None
+
+
+_lock = threading.Lock()
+# (run id, step key) -> upstream asset key -> partition -> read
+_reads: dict[tuple[str, str], dict[str, dict[str | None, PartitionRead]]] = {}
+# A process may execute many steps (in-process executor, dagster dev): keep only recent ones.
+_MAX_STEPS = 256
+
+
+def record_reads(context: dg.InputContext, reads: list[PartitionRead]) -> None:
+    """Remember what this step read of the input's upstream asset, resolved to events."""
+    asset_key = context.asset_key
+    resolve_materializations(context.instance, asset_key, reads)
+    step = (context.step_context.run_id, context.step_context.step.key)
+    with _lock:
+        if step not in _reads and len(_reads) >= _MAX_STEPS:
+            del _reads[next(iter(_reads))]
+        by_partition = _reads.setdefault(step, {}).setdefault(asset_key.to_user_string(), {})
+        for read in reads:
+            by_partition[read.partition] = read
+
+
+def reads_for_output(context: dg.OutputContext) -> dict[str, dict[str | None, PartitionRead]]:
+    """Everything the output's step read (kept for the step's other outputs)."""
+    step = (context.step_context.run_id, context.step_context.step.key)
+    with _lock:
+        return dict(_reads.get(step, {}))
+
+
+def inputs_record(
+    context: dg.OutputContext, partition_key: str | None
+) -> list[dict]:
+    """The inputs one output partition was made from: only the upstream partitions it maps to."""
+    reads = reads_for_output(context)
+    asset_graph = context.step_context.job_def.asset_layer.asset_graph
+    record = []
+    for upstream, by_partition in sorted(reads.items()):
+        upstream_key = dg.AssetKey.from_user_string(upstream)
+        wanted = _mapped_upstream_keys(asset_graph, context.asset_key, upstream_key, partition_key)
+        rows = [
+            asdict(read)
+            for key, read in sorted(by_partition.items(), key=lambda kv: str(kv[0]))
+            if wanted is None or key in wanted
+        ]
+        record.append({"asset": upstream, "partitions": rows})
+    return record
+
+
+def _mapped_upstream_keys(asset_graph, child, parent, partition_key) -> set[str] | None:
+    """Upstream partition keys a child partition depends on; None when not partition-mapped."""
+    if partition_key is None or not asset_graph.has(parent):
+        return None
+    if not asset_graph.get(parent).is_partitioned:
+        return None
+    result = asset_graph.get_parent_partition_keys_for_child(partition_key, parent, child)
+    return set(result.partitions_subset.get_partition_keys())
+
+
+def resolve_materializations(
+    instance: dg.DagsterInstance, asset_key: dg.AssetKey, reads: list[PartitionRead]
+) -> None:
+    """Fill storage id and data version from the materialization event of the run that wrote each version.
+
+    One event-log query per distinct writer run, so a 28-day window written by one backfill
+    costs one query.
+    """
+    by_run: dict[str, list[PartitionRead]] = defaultdict(list)
+    for read in reads:
+        by_run[read.run_id].append(read)
+    for run_id, run_reads in by_run.items():
+        events = {}
+        records = instance.get_records_for_run(
+            run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION
+        ).records
+        for record in records:
+            mat = record.asset_materialization
+            if mat is not None and mat.asset_key == asset_key:
+                events[mat.partition] = (record.storage_id, mat.tags or {})
+        for read in run_reads:
+            if read.partition in events:
+                storage_id, tags = events[read.partition]
+                read.storage_id = storage_id
+                read.data_version = tags.get("dagster/data_version")

@@ -1,0 +1,41 @@
+"""Deployment settings, read from environment variables in one place."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+DEPLOYMENTS = ("local", "prod")
+
+
+@dataclass(frozen=True)
+class Settings:
+    deployment: str
+    home: Path
+    start_date: date
+
+    @property
+    def landing_root(self) -> Path:
+        return Path(os.environ.get("ML_PLATFORM_LANDING_ROOT", self.home / "landing"))
+
+    @property
+    def storage_root(self) -> Path:
+        return Path(os.environ.get("ML_PLATFORM_STORAGE_ROOT", self.home / "storage"))
+
+    @property
+    def quarantine_root(self) -> Path:
+        return Path(os.environ.get("ML_PLATFORM_QUARANTINE_ROOT", self.home / "quarantine"))
+
+
+def load_settings() -> Settings:
+    """Read ML_PLATFORM_* variables; defaults give the embedded local deployment."""
+    deployment = os.environ.get("ML_PLATFORM_DEPLOYMENT", "local")
+    if deployment not in DEPLOYMENTS:
+        raise ValueError(
+            f"ML_PLATFORM_DEPLOYMENT={deployment!r} is not one of {', '.join(DEPLOYMENTS)}"
+        )
+    home = Path(os.environ.get("ML_PLATFORM_HOME", Path.cwd() / ".ml_platform")).absolute()
+    start = date.fromisoformat(os.environ.get("ML_PLATFORM_START_DATE", "2026-01-01"))
+    return Settings(deployment=deployment, home=home, start_date=start)

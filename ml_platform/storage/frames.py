@@ -1,0 +1,48 @@
+"""Helpers for polars frames that IO managers and assets share."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+
+import polars as pl
+
+
+def content_hash(df: pl.DataFrame) -> str:
+    """A data version for a frame: same rows in the same order and schema give the same hash.
+
+    polars' row hash is stable for one polars version; an upgrade may change every hash
+    once, which shows as new data versions, never as a false "unchanged".
+    """
+    h = hashlib.sha256(repr(df.schema).encode())
+    if df.height:
+        h.update(df.hash_rows(seed=0).to_numpy().tobytes())
+    return h.hexdigest()[:24]
+
+
+def to_parquet_bytes(df: pl.DataFrame) -> bytes:
+    buf = io.BytesIO()
+    df.write_parquet(buf, compression="zstd", statistics=True)
+    return buf.getvalue()
+
+
+def split_by_partition(
+    df: pl.DataFrame, column: str, partition_keys: list[str]
+) -> dict[str, pl.DataFrame]:
+    """One frame per partition key; partitions without rows get an empty frame."""
+    if column not in df.columns:
+        raise ValueError(
+            f"the output spans partitions {partition_keys[0]}..{partition_keys[-1]} but has no "
+            f"partition column {column!r} to split it by (columns: {df.columns})"
+        )
+    keyed = df.with_columns(pl.col(column).cast(pl.Utf8).alias("__partition_key"))
+    parts = {
+        key[0]: frame.drop("__partition_key")
+        for key, frame in keyed.partition_by("__partition_key", as_dict=True).items()
+    }
+    unexpected = sorted(set(parts) - set(partition_keys))
+    if unexpected:
+        raise ValueError(
+            f"the output has rows for partitions outside the run's range: {unexpected[:5]}"
+        )
+    return {key: parts.get(key, df.clear()) for key in partition_keys}

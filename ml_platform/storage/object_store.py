@@ -1,0 +1,84 @@
+"""Versioned object stores: where IO managers put immutable objects and small pointers.
+
+Every materialization writes new immutable objects; a small pointer object names the
+current one. Writers never delete before writing, so an interrupted write leaves the
+previous version current, and every URI recorded in metadata stays loadable.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import uuid
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    """What provenance needs to find, and verify, one stored object again."""
+
+    uri: str
+    generation: str
+    size: int
+    sha256: str
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+class ObjectStore(Protocol):
+    def put(self, key: str, data: bytes) -> StoredObject: ...
+
+    def get(self, key: str) -> bytes | None:
+        """The object's bytes, or None when there is no such object."""
+
+    def local_path_or_uri(self, key: str) -> str:
+        """A path or URI polars can scan directly."""
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+class LocalObjectStore:
+    """Objects as files under a root folder; writes are temp-file-then-rename atomic."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+
+    def path(self, key: str) -> Path:
+        path = (self.root / key).resolve()
+        if not path.is_relative_to(self.root.resolve()):
+            raise ValueError(f"object key {key!r} escapes the storage root {self.root}")
+        return path
+
+    def put(self, key: str, data: bytes) -> StoredObject:
+        path = self.path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex}")
+        try:
+            with open(tmp, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+        stat = path.stat()
+        return StoredObject(
+            uri=path.as_uri(),
+            generation=str(stat.st_mtime_ns),
+            size=stat.st_size,
+            sha256=sha256_hex(data),
+        )
+
+    def get(self, key: str) -> bytes | None:
+        try:
+            return self.path(key).read_bytes()
+        except FileNotFoundError:
+            return None
+
+    def local_path_or_uri(self, key: str) -> str:
+        return str(self.path(key))
