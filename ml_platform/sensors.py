@@ -1,6 +1,5 @@
 """The landing-zone sensor: one run per completed drop, and one more per changed re-drop."""
 
-
 import json
 
 import dagster as dg

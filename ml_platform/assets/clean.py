@@ -1,6 +1,5 @@
 """clean/shipments and clean/shipments_rejected: typed, validated, deduplicated rows."""
 
-
 import dagster as dg
 import pandera.polars as pa
 import polars as pl
@@ -67,7 +66,9 @@ def clean_shipments(context: dg.AssetExecutionContext, raw: pl.DataFrame):
         )
     for row in summary.iter_rows(named=True):
         meta = {k: dg.MetadataValue.int(v) for k, v in row.items() if k != "partition"}
-        context.add_asset_metadata(meta, asset_key=CLEAN_SHIPMENTS_KEY, partition_key=row["partition"])
+        context.add_asset_metadata(
+            meta, asset_key=CLEAN_SHIPMENTS_KEY, partition_key=row["partition"]
+        )
     yield dg.Output(
         clean,
         output_name="clean",

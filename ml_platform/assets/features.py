@@ -1,6 +1,5 @@
 """features/shipment_features: per-shipment features with trailing 28-day lane aggregates."""
 
-
 from datetime import date
 
 import dagster as dg
@@ -63,7 +62,10 @@ def _row_count_result(
 ) -> dg.AssetCheckResult:
     """Every clean shipment of each day has exactly one feature row, and no day is empty."""
     expected = (
-        clean.filter(pl.col("partition_date").is_in(days)).group_by("partition_date").len().collect()
+        clean.filter(pl.col("partition_date").is_in(days))
+        .group_by("partition_date")
+        .len()
+        .collect()
     )
     actual = features.group_by("partition_date").len()
     per_day = (

@@ -1,6 +1,5 @@
 """raw/shipments: every row of a day's completed drop, loosely typed, with its source file."""
 
-
 import hashlib
 
 import dagster as dg
@@ -69,9 +68,7 @@ def _read_drop(
     if problems:
         return None, problems
     frame = raw_from_files(parsed, partition)
-    context.add_asset_metadata(
-        _drop_metadata(files, shas, parsed, frame), partition_key=partition
-    )
+    context.add_asset_metadata(_drop_metadata(files, shas, parsed, frame), partition_key=partition)
     return frame, []
 
 

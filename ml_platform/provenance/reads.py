@@ -61,9 +61,7 @@ def reads_for_output(context: dg.OutputContext) -> dict[str, dict[str | None, Pa
         return dict(_reads.get(step, {}))
 
 
-def inputs_record(
-    context: dg.OutputContext, partition_key: str | None
-) -> list[dict]:
+def inputs_record(context: dg.OutputContext, partition_key: str | None) -> list[dict]:
     """The inputs one output partition was made from: only the upstream partitions it maps to."""
     reads = reads_for_output(context)
     asset_graph = context.step_context.job_def.asset_layer.asset_graph

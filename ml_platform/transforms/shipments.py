@@ -12,7 +12,7 @@ import pandera.polars as pa
 import polars as pl
 
 from ml_platform.landing.reader import REQUIRED_COLUMNS
-from ml_platform.schemas import CLEAN_SHIPMENTS, SHIPMENT_ROW_RULES, UTC_TIMESTAMP
+from ml_platform.schemas import CLEAN_SHIPMENTS, SHIPMENT_ROW_RULES
 
 TEXT_COLUMNS = [
     "shipment_id",
@@ -49,7 +49,10 @@ def _typed(raw: pl.DataFrame) -> pl.DataFrame:
         .str.strip_chars()
         .str.to_datetime(time_unit="us", time_zone="UTC", strict=False)
         .alias("booked_at"),
-        *[pl.col(c).str.strip_chars().cast(pl.Float64, strict=False).alias(c) for c in FLOAT_COLUMNS],
+        *[
+            pl.col(c).str.strip_chars().cast(pl.Float64, strict=False).alias(c)
+            for c in FLOAT_COLUMNS
+        ],
         *SOURCE_COLUMNS,
         "partition_date",
     ).with_columns(
@@ -62,8 +65,9 @@ def _typed(raw: pl.DataFrame) -> pl.DataFrame:
 def _parse_failures(raw: pl.DataFrame, typed: pl.DataFrame) -> pl.Expr:
     """One reason per column whose raw text was present but did not parse."""
     checks = [
-        pl.when(raw[c].str.strip_chars().str.len_chars().fill_null(0).gt(0) & typed[c].is_null())
-        .then(pl.lit(f"unparseable {c}"))
+        pl.when(
+            raw[c].str.strip_chars().str.len_chars().fill_null(0).gt(0) & typed[c].is_null()
+        ).then(pl.lit(f"unparseable {c}"))
         for c in ["booked_at", *FLOAT_COLUMNS]
     ]
     return pl.concat_list(checks).list.drop_nulls()
@@ -111,9 +115,9 @@ def clean_shipments(raw: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
     duplicates = ordered.join(first.select("__row"), on="__row", how="anti").with_columns(
         reason=pl.lit("duplicate shipment_id")
     )
-    clean = first.with_columns(
-        lane=pl.format("{}->{}", "origin_city", "destination_city")
-    ).select(list(CLEAN_SHIPMENTS.columns))
+    clean = first.with_columns(lane=pl.format("{}->{}", "origin_city", "destination_city")).select(
+        list(CLEAN_SHIPMENTS.columns)
+    )
     rejected = pl.concat(
         [
             raw.with_row_index("__row").join(bad, on="__row", how="inner"),
