@@ -5,13 +5,11 @@ from __future__ import annotations
 import dagster as dg
 
 from ml_platform.assets.raw import RAW_SHIPMENTS
-from ml_platform.partitions import daily_partitions
 
 # The sensor runs raw only; automation conditions carry clean and features along.
 ingest_job = dg.define_asset_job(
     "ingest_shipments",
     selection=dg.AssetSelection.assets(RAW_SHIPMENTS),
-    partitions_def=daily_partitions,
     description="Reads one day's completed landing-zone drop into raw/shipments.",
 )
 
@@ -19,6 +17,5 @@ ingest_job = dg.define_asset_job(
 data_pipeline_job = dg.define_asset_job(
     "data_pipeline",
     selection=dg.AssetSelection.groups("raw", "clean", "features"),
-    partitions_def=daily_partitions,
     description="The data half of the graph: raw, clean (and rejects) and features.",
 )

@@ -93,23 +93,49 @@ def resolve_materializations(
 ) -> None:
     """Fill storage id and data version from the materialization event of the run that wrote each version.
 
-    One event-log query per distinct writer run, so a 28-day window written by one backfill
-    costs one query.
+    Two indexed queries for the common case (the version read is the partition's latest
+    materialization), whatever the number of partitions; older versions fall back to a
+    bounded search of that partition's history. Storage ids come from the asset index,
+    which is what `fetch_materializations` and the UI show.
     """
-    by_run: dict[str, list[PartitionRead]] = defaultdict(list)
+    partitions = {r.partition for r in reads if r.partition is not None}
+    latest_ids = (
+        instance.get_latest_storage_id_by_partition(
+            asset_key, dg.DagsterEventType.ASSET_MATERIALIZATION, partitions
+        )
+        if partitions
+        else {}
+    )
+    records = _records(instance, asset_key, storage_ids=list(latest_ids.values()), limit=len(latest_ids))
+    if not partitions:
+        records = _records(instance, asset_key, limit=1)
+    by_partition = {r.asset_materialization.partition: r for r in records}
     for read in reads:
-        by_run[read.run_id].append(read)
-    for run_id, run_reads in by_run.items():
-        events = {}
-        records = instance.get_records_for_run(
-            run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION
-        ).records
-        for record in records:
-            mat = record.asset_materialization
-            if mat is not None and mat.asset_key == asset_key:
-                events[mat.partition] = (record.storage_id, mat.tags or {})
-        for read in run_reads:
-            if read.partition in events:
-                storage_id, tags = events[read.partition]
-                read.storage_id = storage_id
-                read.data_version = tags.get("dagster/data_version")
+        record = by_partition.get(read.partition)
+        if record is None or record.run_id != read.run_id:
+            record = _find_by_run(instance, asset_key, read)
+        if record is not None:
+            read.storage_id = record.storage_id
+            read.data_version = (record.asset_materialization.tags or {}).get("dagster/data_version")
+
+
+def _records(instance, asset_key, limit, storage_ids=None, partition=None):
+    if limit == 0:
+        return []
+    records_filter = dg.AssetRecordsFilter(
+        asset_key=asset_key,
+        storage_ids=storage_ids,
+        asset_partitions=[partition] if partition else None,
+    )
+    return instance.fetch_materializations(records_filter, limit=limit).records
+
+
+# How far back a read of a superseded version looks for the event that wrote it.
+_HISTORY_SEARCH_LIMIT = 200
+
+
+def _find_by_run(instance, asset_key, read: PartitionRead):
+    for record in _records(instance, asset_key, _HISTORY_SEARCH_LIMIT, partition=read.partition):
+        if record.run_id == read.run_id:
+            return record
+    return None

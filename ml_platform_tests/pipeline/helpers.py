@@ -1,0 +1,130 @@
+"""Helpers that drive the real sensor and real runs on a real instance."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import dagster as dg
+import polars as pl
+
+from ml_platform.sensors import landing_zone_sensor
+
+
+class SensorDriver:
+    """Evaluates the landing sensor tick after tick, carrying its cursor like the daemon does."""
+
+    def __init__(self, defs: dg.Definitions, instance: dg.DagsterInstance, landing=None) -> None:
+        self.defs = defs
+        self.instance = instance
+        self.landing = landing or defs.resources["landing"]
+        self.cursor: str | None = None
+
+    def tick(self) -> list[dg.RunRequest]:
+        context = dg.build_sensor_context(
+            instance=self.instance,
+            cursor=self.cursor,
+            resources={"landing": self.landing},
+            definitions=self.defs,
+        )
+        data = landing_zone_sensor.evaluate_tick(context)
+        self.cursor = data.cursor
+        return list(data.run_requests or [])
+
+    def run(self, request: dg.RunRequest) -> dg.ExecuteInProcessResult:
+        """Execute a requested run in process, on the instance, as the run launcher would."""
+        job = self.defs.resolve_job_def(request.job_name or "ingest_shipments")
+        return job.execute_in_process(
+            instance=self.instance,
+            partition_key=request.partition_key,
+            tags={**request.tags, "dagster/run_key": request.run_key or ""},
+            raise_on_error=False,
+        )
+
+
+def current_pointer(storage: Path, asset: str, partition: str) -> dict:
+    return json.loads((storage / asset / partition / "_CURRENT.json").read_text())
+
+
+def current_frame(storage: Path, asset: str, partition: str) -> pl.DataFrame:
+    pointer = current_pointer(storage, asset, partition)
+    return pl.read_parquet(storage / pointer["key"])
+
+
+def latest_materialization(
+    instance: dg.DagsterInstance, asset: str, partition: str
+) -> dg.AssetMaterialization:
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(
+            asset_key=dg.AssetKey.from_user_string(asset), asset_partitions=[partition]
+        ),
+        limit=1,
+    ).records
+    assert records, f"{asset} {partition} was never materialized"
+    return records[0].asset_materialization
+
+
+def run_failure_message(result: dg.ExecuteInProcessResult) -> str:
+    return "\n".join(
+        str(e.step_failure_data.error.message) + str(e.step_failure_data.user_failure_data)
+        for e in result.all_events
+        if e.is_step_failure
+    )
+
+
+class AutomationDriver:
+    """Evaluates the real automation conditions tick after tick and runs what they request."""
+
+    def __init__(self, defs: dg.Definitions, instance: dg.DagsterInstance) -> None:
+        self.defs = defs
+        self.instance = instance
+        self.cursor = None
+
+    def tick(self) -> dict[str, list[str]]:
+        """Requested partitions per asset, executed as one run per asset and contiguous range."""
+        result = dg.evaluate_automation_conditions(
+            defs=self.defs, instance=self.instance, cursor=self.cursor
+        )
+        self.cursor = result.cursor
+        graph = self.defs.resolve_asset_graph()
+        requested: dict[str, list[str]] = {}
+        for key in graph.toposorted_asset_keys:
+            partitions = sorted(p for p in result.get_requested_partitions(key) if p)
+            if partitions:
+                requested[key.to_user_string()] = partitions
+        # Like the daemon: assets requested for the same partitions share one run per range.
+        by_partitions: dict[tuple[str, ...], list[dg.AssetKey]] = {}
+        for asset, partitions in requested.items():
+            by_partitions.setdefault(tuple(partitions), []).append(dg.AssetKey.from_user_string(asset))
+        for partitions, keys in by_partitions.items():
+            for first, last in _contiguous_ranges(list(partitions)):
+                self._materialize_range(keys, first, last)
+        return requested
+
+    def _materialize_range(self, keys: list[dg.AssetKey], first: str, last: str) -> None:
+        job = dg.define_asset_job("automation_run", selection=keys)
+        resolved = dg.Definitions.merge(self.defs, dg.Definitions(jobs=[job])).resolve_job_def(
+            job.name
+        )
+        result = resolved.execute_in_process(
+            instance=self.instance,
+            tags={
+                "dagster/asset_partition_range_start": first,
+                "dagster/asset_partition_range_end": last,
+            },
+            raise_on_error=False,
+        )
+        assert result.success, run_failure_message(result)
+
+
+def _contiguous_ranges(partitions: list[str]) -> list[tuple[str, str]]:
+    from datetime import date, timedelta
+
+    days = [date.fromisoformat(p) for p in partitions]
+    ranges, start = [], days[0]
+    for prev, cur in zip(days, days[1:], strict=False):
+        if cur - prev != timedelta(days=1):
+            ranges.append((start.isoformat(), prev.isoformat()))
+            start = cur
+    ranges.append((start.isoformat(), days[-1].isoformat()))
+    return ranges
