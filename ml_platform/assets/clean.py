@@ -1,11 +1,11 @@
 """clean/shipments and clean/shipments_rejected: typed, validated, deduplicated rows."""
 
 import dagster as dg
-import pandera.polars as pa
 import polars as pl
 
 from ml_platform.assets.raw import RAW_SHIPMENTS
 from ml_platform.automation import follows_upstream
+from ml_platform.checks import contract_failures, evaluations
 from ml_platform.partitions import daily_partitions
 from ml_platform.schemas import CLEAN_SHIPMENTS
 from ml_platform.storage.frames import content_hash
@@ -81,8 +81,10 @@ def clean_shipments(context: dg.AssetExecutionContext, raw: pl.DataFrame):
     yield dg.Output(
         rejected, output_name="rejected", data_version=dg.DataVersion(content_hash(rejected))
     )
-    yield _contract_result(clean)
-    yield _row_count_result(summary)
+    yield from evaluations(
+        context, CONTRACT_CHECK, contract_failures(CLEAN_SHIPMENTS, clean, "partition_date")
+    )
+    yield from _row_count_evaluations(context, summary)
 
 
 def _partition_summary(
@@ -110,35 +112,23 @@ def _top_reasons(rejected: pl.DataFrame, n: int = 5) -> dict[str, int]:
     return dict(zip(top["reason"].to_list(), top["len"].to_list(), strict=True))
 
 
-def _contract_result(clean: pl.DataFrame) -> dg.AssetCheckResult:
-    try:
-        CLEAN_SHIPMENTS.validate(clean, lazy=True)
-    except pa.errors.SchemaErrors as err:
-        cases = err.failure_cases.head(20).select("column", "check", "failure_case")
-        return dg.AssetCheckResult(
-            check_name=CONTRACT_CHECK.name,
-            passed=False,
-            metadata={"failures": dg.MetadataValue.json(cases.to_dicts())},
-        )
-    return dg.AssetCheckResult(check_name=CONTRACT_CHECK.name, passed=True)
-
-
-def _row_count_result(summary: pl.DataFrame) -> dg.AssetCheckResult:
+def _row_count_evaluations(context: dg.AssetExecutionContext, summary: pl.DataFrame):
     share = summary.with_columns(
         rejected_share=pl.col("rows_rejected") / pl.col("rows_in").clip(lower_bound=1)
     )
     bad = share.filter((pl.col("rows_out") == 0) | (pl.col("rejected_share") > MAX_REJECTED_SHARE))
-    return dg.AssetCheckResult(
-        check_name=ROWS_CHECK.name,
-        passed=bad.height == 0,
-        metadata={
-            "partitions_failing": dg.MetadataValue.json(bad["partition"].to_list()),
-            "max_rejected_share": dg.MetadataValue.float(
-                float(share["rejected_share"].max() or 0.0)
-            ),
-            "rows_out": dg.MetadataValue.int(int(summary["rows_out"].sum())),
-        },
-    )
+    failures = {
+        row["partition"]: {"problem": f"rejected share above {MAX_REJECTED_SHARE:.0%} or no rows"}
+        for row in bad.iter_rows(named=True)
+    }
+    figures = {
+        row["partition"]: {
+            "rows_out": row["rows_out"],
+            "rejected_share": round(float(row["rejected_share"]), 5),
+        }
+        for row in share.iter_rows(named=True)
+    }
+    return evaluations(context, ROWS_CHECK, failures, figures)
 
 
 def _table_schema(df: pl.DataFrame) -> dg.TableSchema:

@@ -3,11 +3,11 @@
 from datetime import date
 
 import dagster as dg
-import pandera.polars as pa
 import polars as pl
 
 from ml_platform.assets.clean import CLEAN_SHIPMENTS_KEY
 from ml_platform.automation import follows_upstream
+from ml_platform.checks import contract_failures, evaluations
 from ml_platform.partitions import TRAILING_WINDOW_DAYS, daily_partitions, trailing_window
 from ml_platform.schemas import SHIPMENT_FEATURES
 from ml_platform.storage.frames import content_hash
@@ -40,26 +40,18 @@ def shipment_features(context: dg.AssetExecutionContext, clean: pl.LazyFrame):
     days = [date.fromisoformat(k) for k in context.partition_keys]
     features = build_features(clean, days, TRAILING_WINDOW_DAYS)
     yield dg.Output(features, data_version=dg.DataVersion(content_hash(features)))
-    yield _contract_result(features)
-    yield _row_count_result(clean, features, days)
+    yield from evaluations(
+        context, CONTRACT_CHECK, contract_failures(SHIPMENT_FEATURES, features, "partition_date")
+    )
+    yield from _row_count_evaluations(context, clean, features, days)
 
 
-def _contract_result(features: pl.DataFrame) -> dg.AssetCheckResult:
-    try:
-        SHIPMENT_FEATURES.validate(features, lazy=True)
-    except pa.errors.SchemaErrors as err:
-        cases = err.failure_cases.head(20).select("column", "check", "failure_case")
-        return dg.AssetCheckResult(
-            check_name=CONTRACT_CHECK.name,
-            passed=False,
-            metadata={"failures": dg.MetadataValue.json(cases.to_dicts())},
-        )
-    return dg.AssetCheckResult(check_name=CONTRACT_CHECK.name, passed=True)
-
-
-def _row_count_result(
-    clean: pl.LazyFrame, features: pl.DataFrame, days: list[date]
-) -> dg.AssetCheckResult:
+def _row_count_evaluations(
+    context: dg.AssetExecutionContext,
+    clean: pl.LazyFrame,
+    features: pl.DataFrame,
+    days: list[date],
+):
     """Every clean shipment of each day has exactly one feature row, and no day is empty."""
     expected = (
         clean.filter(pl.col("partition_date").is_in(days))
@@ -67,23 +59,24 @@ def _row_count_result(
         .len()
         .collect()
     )
-    actual = features.group_by("partition_date").len()
     per_day = (
         pl.DataFrame({"partition_date": days})
         .join(expected.rename({"len": "clean_rows"}), on="partition_date", how="left")
-        .join(actual.rename({"len": "feature_rows"}), on="partition_date", how="left")
+        .join(
+            features.group_by("partition_date").len().rename({"len": "feature_rows"}),
+            on="partition_date",
+            how="left",
+        )
         .fill_null(0)
+        .with_columns(partition=pl.col("partition_date").cast(pl.Utf8))
     )
-    bad = per_day.filter(
-        (pl.col("feature_rows") == 0) | (pl.col("feature_rows") != pl.col("clean_rows"))
-    )
-    return dg.AssetCheckResult(
-        check_name=ROWS_CHECK.name,
-        passed=bad.height == 0,
-        metadata={
-            "days_failing": dg.MetadataValue.json(
-                [str(d) for d in bad["partition_date"].to_list()]
-            ),
-            "feature_rows": dg.MetadataValue.int(features.height),
-        },
-    )
+    failures = {
+        row["partition"]: {"problem": "no feature rows, or not one per clean shipment"}
+        for row in per_day.iter_rows(named=True)
+        if row["feature_rows"] == 0 or row["feature_rows"] != row["clean_rows"]
+    }
+    figures = {
+        row["partition"]: {"clean_rows": row["clean_rows"], "feature_rows": row["feature_rows"]}
+        for row in per_day.iter_rows(named=True)
+    }
+    return evaluations(context, ROWS_CHECK, failures, figures)

@@ -10,7 +10,6 @@ the materialization metadata under ``ml_platform/inputs``.
 from __future__ import annotations
 
 import threading
-from collections import defaultdict
 from dataclasses import asdict, dataclass
 
 import dagster as dg
@@ -106,7 +105,9 @@ def resolve_materializations(
         if partitions
         else {}
     )
-    records = _records(instance, asset_key, storage_ids=list(latest_ids.values()), limit=len(latest_ids))
+    records = _records(
+        instance, asset_key, storage_ids=list(latest_ids.values()), limit=len(latest_ids)
+    )
     if not partitions:
         records = _records(instance, asset_key, limit=1)
     by_partition = {r.asset_materialization.partition: r for r in records}
@@ -116,7 +117,9 @@ def resolve_materializations(
             record = _find_by_run(instance, asset_key, read)
         if record is not None:
             read.storage_id = record.storage_id
-            read.data_version = (record.asset_materialization.tags or {}).get("dagster/data_version")
+            read.data_version = (record.asset_materialization.tags or {}).get(
+                "dagster/data_version"
+            )
 
 
 def _records(instance, asset_key, limit, storage_ids=None, partition=None):

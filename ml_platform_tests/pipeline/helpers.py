@@ -95,7 +95,9 @@ class AutomationDriver:
         # Like the daemon: assets requested for the same partitions share one run per range.
         by_partitions: dict[tuple[str, ...], list[dg.AssetKey]] = {}
         for asset, partitions in requested.items():
-            by_partitions.setdefault(tuple(partitions), []).append(dg.AssetKey.from_user_string(asset))
+            by_partitions.setdefault(tuple(partitions), []).append(
+                dg.AssetKey.from_user_string(asset)
+            )
         for partitions, keys in by_partitions.items():
             for first, last in _contiguous_ranges(list(partitions)):
                 self._materialize_range(keys, first, last)

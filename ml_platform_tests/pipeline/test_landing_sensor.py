@@ -20,7 +20,11 @@ def test_one_run_per_completed_drop_and_never_again(defs, instance, platform_hom
 
     first = sensor.tick()
     assert sorted(r.partition_key for r in first) == [
-        "2026-01-01", "2026-01-02", "2026-01-03", "2026-01-04", "2026-01-05"
+        "2026-01-01",
+        "2026-01-02",
+        "2026-01-03",
+        "2026-01-04",
+        "2026-01-05",
     ]
     assert len({r.run_key for r in first}) == 5
     for request in first:
