@@ -42,6 +42,20 @@ class SensorDriver:
         )
 
 
+def run_range(
+    defs: dg.Definitions, instance: dg.DagsterInstance, job_name: str, first: str, last: str
+) -> dg.ExecuteInProcessResult:
+    """One run of a job over a partition range: a single-run backfill."""
+    return defs.resolve_job_def(job_name).execute_in_process(
+        instance=instance,
+        tags={
+            "dagster/asset_partition_range_start": first,
+            "dagster/asset_partition_range_end": last,
+        },
+        raise_on_error=False,
+    )
+
+
 def current_pointer(storage: Path, asset: str, partition: str) -> dict:
     return json.loads((storage / asset / partition / "_CURRENT.json").read_text())
 
