@@ -1,0 +1,11 @@
+# Shared by scripts/quickstart and scripts/test: find or install uv, then sync the locked env.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+if command -v uv >/dev/null 2>&1; then
+  UV=(uv)
+else
+  python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
+  UV=(python3 -m uv)
+fi
+"${UV[@]}" sync --frozen --quiet
