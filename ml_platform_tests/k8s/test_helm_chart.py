@@ -78,7 +78,9 @@ def test_code_server_policy_matches_the_user_deployment(helm: Path, env: str) ->
     deployment = load_yaml(VALUES_FILES[env])["dagster-user-deployments"]["deployments"][0]
     policy = next(m for m in render(helm, env) if m["metadata"]["name"].endswith("code-server"))
     assert policy["spec"]["podSelector"]["matchLabels"]["deployment"] == deployment["name"]
-    assert policy["spec"]["ingress"][0]["ports"] == [{"protocol": "TCP", "port": deployment["port"]}]
+    assert policy["spec"]["ingress"][0]["ports"] == [
+        {"protocol": "TCP", "port": deployment["port"]}
+    ]
 
 
 def test_read_only_budget_follows_the_official_values() -> None:
