@@ -37,3 +37,24 @@ def helm() -> Path:
 def chart_values(request: pytest.FixtureRequest) -> tuple[str, dict[str, Any]]:
     """(environment, parsed values) for each official-chart values file."""
     return request.param, load_yaml(VALUES_FILES[request.param])
+
+
+PROD_INSTANCE_DIR = REPO / "deploy" / "prod"
+# Dummy values for every variable deploy/prod/dagster.yaml reads; on GKE the pods get the real
+# ones from the chart and the Secrets.
+PROD_INSTANCE_ENV = {
+    "DAGSTER_PG_HOST": "10.20.0.3",
+    "DAGSTER_PG_USERNAME": "dagster",
+    "DAGSTER_PG_PASSWORD": "not-a-real-password",
+    "DAGSTER_PG_DB": "dagster",
+    "DAGSTER_K8S_PIPELINE_RUN_NAMESPACE": "ml-platform",
+    "DAGSTER_K8S_INSTANCE_CONFIG_MAP": "dagster-instance",
+    "ML_PLATFORM_COMPUTE_LOG_BUCKET": "ml-platform-prod-dagster-logs",
+}
+
+
+@pytest.fixture
+def prod_instance_env(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    for name, value in PROD_INSTANCE_ENV.items():
+        monkeypatch.setenv(name, value)
+    return PROD_INSTANCE_ENV
