@@ -11,7 +11,7 @@ from __future__ import annotations
 import io
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING
+from typing import IO, TYPE_CHECKING
 
 from ml_platform.storage.object_store import ObjectInfo, StoredObject, sha256_hex
 
@@ -68,21 +68,24 @@ class GCSObjectStore:
         return self.uri(key)
 
     def put(self, key: str, data: bytes) -> StoredObject:
-        sha = sha256_hex(data)
+        return self.put_file(key, io.BytesIO(data), len(data), sha256_hex(data))
+
+    def put_file(self, key: str, stream: IO[bytes], size: int, sha256: str) -> StoredObject:
+        """Upload size bytes from stream; the object exists only once the upload finalizes."""
         blob = self._bucket.blob(self.blob_name(key), chunk_size=self.chunk_size)
-        # The sha256 rides along as object metadata, so a later reader can verify bytes
-        # against it without the pointer; GCS itself verifies crc32c on upload.
-        blob.metadata = {SHA256_METADATA: sha}
+        # The sha256 rides along as object metadata, so a reader can verify bytes without
+        # the pointer; the client and GCS verify crc32c/md5 of the upload themselves.
+        blob.metadata = {SHA256_METADATA: sha256}
         blob.upload_from_file(
-            io.BytesIO(data),
-            size=len(data),
+            stream,
+            size=size,
             content_type=_content_type(key),
             checksum="auto",
             timeout=self.timeout,
             retry=self.retry,
         )
         return StoredObject(
-            uri=self.uri(key), generation=str(blob.generation), size=len(data), sha256=sha
+            uri=self.uri(key), generation=str(blob.generation), size=size, sha256=sha256
         )
 
     def get(self, key: str) -> bytes | None:
