@@ -1,13 +1,69 @@
-"""Production: landing zone, Parquet and artifacts on GCS; analyst tables on Postgres."""
+"""Production: landing zone, Parquet and artifacts on GCS; analyst tables on Postgres.
+
+Environment variables read here (all strings; resolved when resources initialize, so a
+missing one fails naming the variable):
+- ``ML_PLATFORM_GCS_BUCKET``: bucket of the lake (raw and feature Parquet, artifacts).
+- ``ML_PLATFORM_GCS_PREFIX``: key prefix in that bucket (default ``lake``).
+- ``ML_PLATFORM_LANDING_BUCKET``: bucket producers drop into.
+- ``ML_PLATFORM_LANDING_PREFIX``: prefix above ``<dataset>/<YYYY-MM-DD>/`` (default ``landing``).
+- ``ML_PLATFORM_QUARANTINE_PREFIX``: where unreadable drop files are copied, in the landing
+  bucket (default ``quarantine``).
+- ``GCP_PROJECT``: project the GCS client bills to (optional; the client's default otherwise).
+Credentials come from Application Default Credentials (``GOOGLE_APPLICATION_CREDENTIALS``
+or workload identity); ``STORAGE_EMULATOR_HOST`` points the client at an emulator.
+"""
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
+import dagster as dg
+from dagster_gcp import GCSResource
+
+from ml_platform.landing.gcs_zone import GCSLandingZone
 from ml_platform.settings import Settings
+from ml_platform.storage.gcs_io_manager import GCSParquetIOManager
+
+REQUIRED = ("ML_PLATFORM_GCS_BUCKET", "ML_PLATFORM_LANDING_BUCKET")
+
+
+def _env_or_default(name: str, default: str) -> Any:
+    """An EnvVar when set (resolved at run time, shown by name in the UI), else the default."""
+    return dg.EnvVar(name) if os.environ.get(name) else default
+
+
+def gcs_resources() -> dict[str, Any]:
+    """The GCS half of prod: ``landing`` and ``lake_io_manager``."""
+    missing = [name for name in REQUIRED if not os.environ.get(name)]
+    if missing:
+        raise ValueError(
+            f"the prod deployment needs {', '.join(missing)} (GCS bucket names); "
+            "see deploy/prod/README or ml_platform/deployments/prod.py"
+        )
+    gcs = GCSResource(project=dg.EnvVar("GCP_PROJECT") if os.environ.get("GCP_PROJECT") else None)
+    return {
+        "landing": GCSLandingZone(
+            gcs=gcs,
+            bucket=dg.EnvVar("ML_PLATFORM_LANDING_BUCKET"),
+            prefix=_env_or_default("ML_PLATFORM_LANDING_PREFIX", "landing"),
+            quarantine_prefix=_env_or_default("ML_PLATFORM_QUARANTINE_PREFIX", "quarantine"),
+        ),
+        "lake_io_manager": GCSParquetIOManager(
+            gcs=gcs,
+            gcs_bucket=dg.EnvVar("ML_PLATFORM_GCS_BUCKET"),
+            gcs_prefix=_env_or_default("ML_PLATFORM_GCS_PREFIX", "lake"),
+        ),
+    }
 
 
 def prod_resources(settings: Settings) -> dict[str, Any]:
+    return {**gcs_resources(), "warehouse_io_manager": _postgres_warehouse()}
+
+
+def _postgres_warehouse() -> Any:
+    # Filled in by the Postgres work (its IO manager is not on this branch).
     raise NotImplementedError(
-        "the prod deployment (GCS + Postgres) is not available yet; use ML_PLATFORM_DEPLOYMENT=local"
+        "the prod warehouse_io_manager (Postgres) is not available yet; "
+        "use ML_PLATFORM_DEPLOYMENT=local"
     )

@@ -10,9 +10,14 @@ from __future__ import annotations
 import hashlib
 import os
 import uuid
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    import polars as pl
 
 
 @dataclass(frozen=True)
@@ -28,6 +33,17 @@ class StoredObject:
         return asdict(self)
 
 
+@dataclass(frozen=True)
+class ObjectInfo:
+    """One listed object: what retention needs to decide about it without reading it."""
+
+    key: str
+    uri: str
+    size: int
+    generation: str
+    updated: datetime
+
+
 class ObjectStore(Protocol):
     def put(self, key: str, data: bytes) -> StoredObject: ...
 
@@ -35,7 +51,19 @@ class ObjectStore(Protocol):
         """The object's bytes, or None when there is no such object."""
 
     def local_path_or_uri(self, key: str) -> str:
-        """A path or URI polars can scan directly."""
+        """A path or URI naming the object (a local path polars can scan, or a gs:// URI)."""
+
+    def uri(self, key: str) -> str:
+        """The URI recorded in metadata for the object at key."""
+
+    def scan_parquet(self, keys: list[str]) -> pl.LazyFrame:
+        """One lazy scan over the Parquet objects at keys, in order."""
+
+    def list_objects(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        """Every object under prefix (all pages)."""
+
+    def delete(self, key: str) -> None:
+        """Remove the object at key; a missing object is not an error."""
 
 
 def sha256_hex(data: bytes) -> str:
@@ -82,3 +110,32 @@ class LocalObjectStore:
 
     def local_path_or_uri(self, key: str) -> str:
         return str(self.path(key))
+
+    def uri(self, key: str) -> str:
+        return self.path(key).as_uri()
+
+    def scan_parquet(self, keys: list[str]) -> pl.LazyFrame:
+        import polars as pl
+
+        # Local files stay lazy: polars reads only the row groups and columns a plan needs.
+        return pl.scan_parquet([self.local_path_or_uri(k) for k in keys])
+
+    def list_objects(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        base = self.root.resolve()
+        start = self.path(prefix) if prefix else base
+        if not start.exists():
+            return
+        for path in sorted(start.rglob("*")):
+            if not path.is_file() or path.name.startswith("."):
+                continue
+            stat = path.stat()
+            yield ObjectInfo(
+                key=path.relative_to(base).as_posix(),
+                uri=path.as_uri(),
+                size=stat.st_size,
+                generation=str(stat.st_mtime_ns),
+                updated=datetime.fromtimestamp(stat.st_mtime, UTC),
+            )
+
+    def delete(self, key: str) -> None:
+        self.path(key).unlink(missing_ok=True)

@@ -97,9 +97,8 @@ class VersionedParquetIOManager(dg.ConfigurableIOManager):
         keys = list(context.asset_partition_keys) if context.has_asset_partitions else [None]
         pointers = [self._pointer(context.asset_key, key) for key in keys]
         record_reads(context, [_as_read(p) for p in pointers])
-        store = self.store()
         # One lazy scan over every partition: a 28-day window is one query plan, not 28 reads.
-        lazy = pl.scan_parquet([store.local_path_or_uri(p["key"]) for p in pointers])
+        lazy = self.store().scan_parquet([p["key"] for p in pointers])
         if _wants_lazy(context):
             return lazy
         return lazy.collect()

@@ -1,0 +1,160 @@
+"""Retention: remove stored versions older than an age, unless something still needs them.
+
+Kept regardless of age:
+- every partition's current version (the object its ``_CURRENT.json`` pointer names),
+  and every pointer;
+- every object the provenance of a protected asset's current materializations names,
+  followed transitively through ``ml_platform/inputs`` (the live champion model and the
+  current predictions by default), so any live prediction stays traceable to its bytes.
+
+Why our own: Dagster has no notion of the versions an IO manager keeps, and a bucket
+lifecycle rule cannot know which old versions provenance still references.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import dagster as dg
+
+from ml_platform.provenance.reads import INPUTS_METADATA_KEY
+from ml_platform.storage.object_store import ObjectInfo, ObjectStore
+from ml_platform.storage.parquet_io_manager import POINTER
+
+DEFAULT_PROTECTED_ASSETS = ("models/champion", "predictions/price_quotes")
+
+
+@dataclass
+class RetentionReport:
+    cutoff: str
+    dry_run: bool
+    removed: list[dict] = field(default_factory=list)
+    # Old enough to remove, kept because something needs them: uri -> why.
+    kept: list[dict] = field(default_factory=list)
+    younger_than_cutoff: int = 0
+    pointers: int = 0
+
+    @property
+    def removed_bytes(self) -> int:
+        return sum(r["size"] for r in self.removed)
+
+    def as_dict(self) -> dict:
+        return {**asdict(self), "removed_bytes": self.removed_bytes}
+
+
+def parse_age(text: str) -> timedelta:
+    """'30d', '12h', '90m' or a plain number of days."""
+    units = {"d": "days", "h": "hours", "m": "minutes"}
+    text = text.strip().lower()
+    try:
+        if text[-1:] in units:
+            return timedelta(**{units[text[-1]]: float(text[:-1])})
+        return timedelta(days=float(text))
+    except ValueError:
+        raise ValueError(f"cannot read age {text!r}: use e.g. 30d, 12h or 90m") from None
+
+
+def referenced_uris(instance: dg.DagsterInstance, protected: list[dg.AssetKey]) -> dict[str, str]:
+    """URI -> reason, for everything the current materializations of protected assets name."""
+    reasons: dict[str, str] = {}
+    frontier: dict[dg.AssetKey, set[int]] = {
+        key: _current_storage_ids(instance, key) for key in protected
+    }
+    seen: set[int] = set()
+    while frontier:
+        next_frontier: dict[dg.AssetKey, set[int]] = defaultdict(set)
+        for asset_key, storage_ids in frontier.items():
+            ids = sorted(storage_ids - seen)
+            if not ids:
+                continue
+            seen.update(ids)
+            for record in _records(instance, asset_key, ids):
+                mat = record.asset_materialization
+                where = f"{asset_key.to_user_string()}" + (
+                    f" {mat.partition}" if mat.partition else ""
+                )
+                uri = mat.metadata.get("dagster/uri")
+                if uri is not None:
+                    reasons.setdefault(uri.value, f"stored version of {where}")
+                inputs = mat.metadata.get(INPUTS_METADATA_KEY)
+                for entry in inputs.value if inputs is not None else []:
+                    upstream = dg.AssetKey.from_user_string(entry["asset"])
+                    for read in entry["partitions"]:
+                        reasons.setdefault(read["uri"], f"read by {where}")
+                        if read.get("storage_id") is not None:
+                            next_frontier[upstream].add(read["storage_id"])
+        frontier = dict(next_frontier)
+    return reasons
+
+
+def _current_storage_ids(instance: dg.DagsterInstance, key: dg.AssetKey) -> set[int]:
+    by_partition = instance.event_log_storage.get_latest_storage_id_by_partition(
+        key, dg.DagsterEventType.ASSET_MATERIALIZATION
+    )
+    ids = set(by_partition.values())
+    latest = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=key), limit=1)
+    ids.update(r.storage_id for r in latest.records)
+    return ids
+
+
+def _records(instance: dg.DagsterInstance, key: dg.AssetKey, ids: list[int]):
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        yield from instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=key, storage_ids=chunk), limit=len(chunk)
+        ).records
+
+
+def current_keys(store: ObjectStore, pointers: list[ObjectInfo]) -> set[str]:
+    """The data object keys the pointers name (read concurrently: one small GET each)."""
+
+    def named(info: ObjectInfo) -> str | None:
+        raw = store.get(info.key)
+        return json.loads(raw)["key"] if raw else None
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        return {k for k in pool.map(named, pointers) if k}
+
+
+def apply_retention(
+    store: ObjectStore,
+    instance: dg.DagsterInstance,
+    older_than: timedelta,
+    protected: list[dg.AssetKey] | None = None,
+    dry_run: bool = False,
+    now: datetime | None = None,
+) -> RetentionReport:
+    """Remove unneeded versions older than ``older_than``; report removed and kept objects."""
+    if protected is None:
+        protected = [dg.AssetKey.from_user_string(k) for k in DEFAULT_PROTECTED_ASSETS]
+    cutoff = (now or datetime.now(UTC)) - older_than
+    report = RetentionReport(cutoff=cutoff.isoformat(), dry_run=dry_run)
+    objects = list(store.list_objects())
+    pointers = [o for o in objects if o.key.rsplit("/", 1)[-1] == POINTER]
+    report.pointers = len(pointers)
+    # Pointers are read after listing: a version that became current meanwhile is younger
+    # than any sensible cutoff, so it is kept by age.
+    current = current_keys(store, pointers)
+    referenced = referenced_uris(instance, protected)
+    for obj in objects:
+        if obj.key.rsplit("/", 1)[-1] == POINTER:
+            continue
+        if obj.updated > cutoff:
+            report.younger_than_cutoff += 1
+            continue
+        if obj.key in current:
+            report.kept.append({"uri": obj.uri, "reason": "current version of its partition"})
+            continue
+        if obj.uri in referenced:
+            report.kept.append({"uri": obj.uri, "reason": referenced[obj.uri]})
+            continue
+        if not dry_run:
+            store.delete(obj.key)
+        report.removed.append(
+            {"uri": obj.uri, "size": obj.size, "updated": obj.updated.isoformat()}
+        )
+    return report
