@@ -28,6 +28,9 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
 
     commands.add_parser("generate", help="write demo drops into the landing zone", add_help=False)
+    commands.add_parser(
+        "retention", help="remove stored versions no provenance needs", add_help=False
+    )
 
     demo = commands.add_parser("demo", help="land demo drops and materialize the first days")
     demo.add_argument("--days", type=int, default=35)
@@ -52,6 +55,11 @@ def main(argv: list[str] | None = None) -> int:
         from ml_platform.demo.generator import main as generate_main
 
         return generate_main(_with_default_landing(rest))
+    if args.command == "retention":
+        _use_platform_dagster_home()
+        from ml_platform.retention_job import retention_main
+
+        return retention_main(rest)
     if rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     _use_platform_dagster_home()

@@ -8,6 +8,7 @@ from ml_platform.assets.clean import clean_shipments
 from ml_platform.assets.features import shipment_features
 from ml_platform.assets.raw import raw_shipments
 from ml_platform.deployments import resources_for
+from ml_platform.execution import executor_for
 from ml_platform.jobs import data_pipeline_job, ingest_job
 from ml_platform.retention_job import retention_job
 from ml_platform.sensors import landing_zone_sensor
@@ -22,12 +23,13 @@ automation_sensor = dg.AutomationConditionSensorDefinition(
 
 
 def build_definitions() -> dg.Definitions:
+    settings = load_settings()
     return dg.Definitions(
         assets=[raw_shipments, clean_shipments, shipment_features],
         jobs=[ingest_job, data_pipeline_job, retention_job],
         sensors=[landing_zone_sensor, automation_sensor],
-        resources=resources_for(load_settings()),
-        executor=dg.in_process_executor,
+        resources=resources_for(settings),
+        executor=executor_for(settings),
     )
 
 
