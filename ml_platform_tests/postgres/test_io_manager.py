@@ -231,3 +231,13 @@ def test_the_asset_graph_runs_with_the_analyst_tables_on_postgres(
     }
     assert all(r["uri"].startswith("postgresql://") for r in inputs[0]["partitions"])
     assert all(r["run_id"] == result.run_id for r in inputs[0]["partitions"])
+
+
+def test_the_prod_deployment_puts_the_warehouse_on_postgres(platform_home, monkeypatch):
+    monkeypatch.setenv("ML_PLATFORM_DEPLOYMENT", "prod")
+    from ml_platform.definitions import build_definitions
+
+    resources = build_definitions().resources
+    assert isinstance(resources["warehouse_io_manager"], PostgresIOManager)
+    with pytest.raises(NotImplementedError, match="GCS work"):
+        resources["landing"].completed_drops()
