@@ -83,17 +83,21 @@ class PruneConfig(dg.Config):
 
 
 @dg.op(description="Deletes old ticks and old runs that recorded no asset event.")
-def prune_dagster_history(context: dg.OpExecutionContext, config: PruneConfig) -> None:
+def prune(context: dg.OpExecutionContext, config: PruneConfig) -> None:
     report = prune_history(context.instance, config.keep_runs_days, config.keep_ticks_days)
     context.log.info(f"pruned Dagster history: {report}")
 
 
-@dg.job(description="Prunes Dagster's run, event and tick history beyond retention.")
+@dg.job(
+    name="prune_dagster_history",
+    description="Prunes Dagster's run, event and tick history beyond retention.",
+)
 def prune_history_job():
-    prune_dagster_history()
+    prune()
 
 
 prune_history_schedule = dg.ScheduleDefinition(
+    name="prune_dagster_history_daily",
     job=prune_history_job,
     cron_schedule="17 3 * * *",
     execution_timezone="UTC",

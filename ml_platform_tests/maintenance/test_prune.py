@@ -82,11 +82,7 @@ def test_the_job_prunes_with_its_configured_retention(instance):
     failed = failing_job.execute_in_process(instance=instance, raise_on_error=False)
     result = prune_history_job.execute_in_process(
         instance=instance,
-        run_config={
-            "ops": {
-                "prune_dagster_history": {"config": {"keep_runs_days": 0, "keep_ticks_days": 30}}
-            }
-        },
+        run_config={"ops": {"prune": {"config": {"keep_runs_days": 0, "keep_ticks_days": 30}}}},
     )
     assert result.success
     assert instance.get_run_by_id(failed.run_id) is None
