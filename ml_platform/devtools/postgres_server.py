@@ -118,7 +118,11 @@ def _give_to_server_user(path: Path) -> None:
 
 @contextlib.contextmanager
 def postgres_server(base_dir: str | Path | None = None) -> Iterator[PostgresServer]:
-    """Start a cluster (fsync off: it is thrown away), yield its settings, stop and remove it."""
+    """Start a cluster (fsync off: it is thrown away), yield its settings, stop and remove it.
+
+    As root, ``base_dir`` (default: the system temp folder) must be traversable by the
+    ``postgres`` user.
+    """
     bin_dir = find_bin_dir()
     if os.geteuid() == 0:
         try:
