@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -40,39 +41,71 @@ def _dagster_home(tmp_path: Path) -> Path:
 
 
 class Processes:
-    """dagster-webserver and dagster-daemon, each in its own process group."""
+    """dagster-webserver and dagster-daemon, each in its own process group.
+
+    Both load the code location from one gRPC code server started once (the test is about
+    storage; two extra code servers per round would only double the start-up time).
+    """
 
     def __init__(self, env: dict[str, str], port: int, logs: Path) -> None:
         self.env, self.port, self.logs = env, port, logs
         self.procs: list[subprocess.Popen] = []
+        self.code_server: subprocess.Popen | None = None
+        self.workspace = logs / "workspace.yaml"
+
+    def start_code_server(self) -> None:
+        port = free_port()
+        self.workspace.write_text(
+            yaml.safe_dump(
+                {
+                    "load_from": [
+                        {
+                            "grpc_server": {
+                                "host": "127.0.0.1",
+                                "port": port,
+                                "location_name": "storage_location",
+                            }
+                        }
+                    ]
+                }
+            )
+        )
+        cmd = [str(BIN / "dagster"), "api", "grpc", "-m", LOCATION, "-h", "127.0.0.1"]
+        self.code_server = self._spawn("code-server", [*cmd, "-p", str(port)])
+        _wait("the code server", lambda: _listening(port))
 
     def start(self, round_: int) -> None:
-        commands = {
-            "daemon": [str(BIN / "dagster-daemon"), "run", "-m", LOCATION],
-            "webserver": [
-                str(BIN / "dagster-webserver"),
-                "-m",
-                LOCATION,
-                "-h",
-                "127.0.0.1",
-                "-p",
-                str(self.port),
-            ],
-        }
-        for name, cmd in commands.items():
-            log = open(self.logs / f"{name}-{round_}.log", "w")  # noqa: SIM115 - closed by the child's exit
-            self.procs.append(
-                subprocess.Popen(
-                    cmd,
-                    env=self.env,
-                    cwd=ROOT,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,
-                )
+        workspace = ["-w", str(self.workspace)]
+        self.procs = [
+            self._spawn(f"daemon-{round_}", [str(BIN / "dagster-daemon"), "run", *workspace]),
+            self._spawn(
+                f"webserver-{round_}",
+                [
+                    str(BIN / "dagster-webserver"),
+                    *workspace,
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    str(self.port),
+                ],
+            ),
+        ]
+
+    def _spawn(self, name: str, cmd: list[str]) -> subprocess.Popen:
+        with open(self.logs / f"{name}.log", "w") as log:
+            return subprocess.Popen(
+                cmd,
+                env=self.env,
+                cwd=ROOT,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
 
-    def stop(self) -> None:
+    def stop(self, code_server: bool = False) -> None:
+        if code_server and self.code_server is not None:
+            self.procs.append(self.code_server)
+            self.code_server = None
         for proc in self.procs:
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGTERM)
@@ -140,6 +173,7 @@ def test_runs_events_and_sensor_cursors_survive_restarts(pg, tmp_path):
     try:
         instance = dg.DagsterInstance.from_config(str(home))
         assert type(instance.run_storage).__name__ == "PostgresRunStorage"
+        processes.start_code_server()
         processes.start(1)
         run = _wait("the sensor's run to succeed", lambda: _successful_run(processes))
         processes.stop()
@@ -155,9 +189,14 @@ def test_runs_events_and_sensor_cursors_survive_restarts(pg, tmp_path):
         state = _wait("a tick after the restart", lambda: _tick_after(instance, restarted_at))
         assert state.cursor == str(cursor_before + 1)  # resumed from the stored cursor
     finally:
-        processes.stop()
+        processes.stop(code_server=True)
         for name in pg.env("DAGSTER_PG_"):
             os.environ.pop(name, None)
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
 
 
 def _successful_run(processes: Processes):
