@@ -52,6 +52,10 @@ class MissingPartitionError(LookupError):
     pass
 
 
+class VersionReplacedError(LookupError):
+    """The rows a provenance record names have since been replaced by another run."""
+
+
 def quote_ident(name: str) -> str:
     """A Postgres identifier, always double-quoted; refuses names Postgres would alter."""
     if not name or "\x00" in name:
@@ -334,6 +338,22 @@ class PostgresTables:
             cur.execute(sql)
             table_ = cur.fetch_arrow_table()
         return from_arrow_read(table_, data_columns), versions
+
+    def read_version(
+        self, schema: str, table: str, partition: str | None, run_id: str
+    ) -> pl.DataFrame:
+        """Exactly the rows ``run_id`` wrote to a partition (as a provenance record names them).
+
+        Tables keep only the current rows; once another run replaced them this fails, naming
+        that run, rather than return different rows under the old name.
+        """
+        df, (version,) = self.read(schema, table, [partition])
+        if version.run_id != run_id:
+            raise VersionReplacedError(
+                f"{schema}.{table} partition {partition}: the rows of run {run_id} were replaced "
+                f"by run {version.run_id} at {version.written_at}"
+            )
+        return df
 
     def _versions(
         self, cur: Any, info: TableInfo, partitions: list[str | None]

@@ -3,6 +3,7 @@
 import time
 
 import dagster as dg
+import pytest
 from dagster._core.definitions.run_request import InstigatorType
 from dagster._core.remote_origin import (
     RegisteredCodeLocationOrigin,
@@ -58,7 +59,9 @@ def _sensor_with_ticks(instance: dg.DagsterInstance, ages_days: list[float]) -> 
     return state
 
 
-def test_old_ticks_and_assetless_runs_go_runs_with_asset_events_stay(instance):
+@pytest.mark.parametrize("storage", ["instance", "pg_instance"])  # SQLite and Postgres
+def test_old_ticks_and_assetless_runs_go_runs_with_asset_events_stay(storage, request):
+    instance = request.getfixturevalue(storage)
     state = _sensor_with_ticks(instance, [40, 35, 1])
     failed = failing_job.execute_in_process(instance=instance, raise_on_error=False)
     materialized = dg.materialize([kept], instance=instance)

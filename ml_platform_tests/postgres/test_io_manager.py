@@ -132,6 +132,26 @@ def test_reads_record_exactly_which_rows_a_window_was_made_from(pg_env, instance
     assert reads["2026-01-04"]["storage_id"] is not None
 
 
+def test_read_provenance_names_the_materialization_event_on_a_postgres_instance(
+    pg_env, pg_instance
+):
+    """With Dagster's storage on Postgres, the recorded storage id is the event's own id."""
+    _run_range(pg_instance, [days_asset], "2026-01-01", "2026-01-03")
+    result = dg.materialize(
+        [days_asset, window_asset],
+        selection=[window_asset],
+        partition_key="2026-01-03",
+        instance=pg_instance,
+        resources={"warehouse_io_manager": PostgresIOManager()},
+    )
+    assert result.success
+    meta = _materialization(pg_instance, ["features", "window_sums"], "2026-01-03")
+    reads = meta.asset_materialization.metadata[INPUTS_METADATA_KEY].value[0]["partitions"]
+    for read in reads:
+        written = _materialization(pg_instance, ["clean", "days"], read["partition"])
+        assert read["storage_id"] == written.storage_id
+
+
 def test_reading_a_partition_never_written_fails_clearly(pg_env, instance):
     _run_range(instance, [days_asset], "2026-01-01", "2026-01-02")
     with pytest.raises(MissingPartitionError, match=r"clean\.days partition\(s\) \['2026-01-03'\]"):

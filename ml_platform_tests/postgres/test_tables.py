@@ -21,6 +21,7 @@ from ml_platform.storage.postgres_tables import (
     MissingPartitionError,
     PostgresTables,
     TableSchemaError,
+    VersionReplacedError,
 )
 
 from .helpers import day_frame, days, sql, store
@@ -369,3 +370,14 @@ def test_connections_are_closed_across_hundreds_of_calls(pg):
     assert sql(pg, count)[0][0] <= 1  # the pool keeps one idle connection for the next call
     PostgresTables.close_idle()
     assert sql(pg, count) == [(0,)]
+
+
+def test_provenance_finds_exactly_the_rows_of_a_version_or_says_they_were_replaced(pg):
+    tables = store(pg)
+    key = "2026-01-01"
+    first = day_frame(key, 4)
+    tables.write("clean", "t", {key: first}, "run-1", "partition_date")
+    assert_frame_equal(tables.read_version("clean", "t", key, "run-1").sort("id"), first)
+    tables.write("clean", "t", {key: day_frame(key, 2, tag="v2")}, "run-2", "partition_date")
+    with pytest.raises(VersionReplacedError, match="rows of run run-1 were replaced by run run-2"):
+        tables.read_version("clean", "t", key, "run-1")
