@@ -10,6 +10,7 @@ from ml_platform.assets.raw import raw_shipments
 from ml_platform.deployments import resources_for
 from ml_platform.execution import executor_for
 from ml_platform.jobs import data_pipeline_job, ingest_job
+from ml_platform.maintenance import prune_history_job, prune_history_schedule
 from ml_platform.retention_job import retention_job
 from ml_platform.sensors import landing_zone_sensor
 from ml_platform.settings import load_settings
@@ -26,7 +27,8 @@ def build_definitions() -> dg.Definitions:
     settings = load_settings()
     return dg.Definitions(
         assets=[raw_shipments, clean_shipments, shipment_features],
-        jobs=[ingest_job, data_pipeline_job, retention_job],
+        jobs=[ingest_job, data_pipeline_job, retention_job, prune_history_job],
+        schedules=[prune_history_schedule],
         sensors=[landing_zone_sensor, automation_sensor],
         resources=resources_for(settings),
         executor=executor_for(settings),

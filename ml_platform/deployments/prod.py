@@ -9,6 +9,8 @@ missing one fails naming the variable):
 - ``ML_PLATFORM_QUARANTINE_PREFIX``: where unreadable drop files are copied, in the landing
   bucket (default ``quarantine``).
 - ``GCP_PROJECT``: project the GCS client bills to (optional; the client's default otherwise).
+- ``ML_PLATFORM_PG_HOST``, ``_PORT``, ``_DB``, ``_USER``, ``_PASSWORD``: the analyst tables'
+  Postgres (read by PostgresIOManager's EnvVar defaults).
 Credentials come from Application Default Credentials (``GOOGLE_APPLICATION_CREDENTIALS``
 or workload identity); ``STORAGE_EMULATOR_HOST`` points the client at an emulator.
 """
@@ -24,6 +26,7 @@ from dagster_gcp import GCSResource
 from ml_platform.landing.gcs_zone import GCSLandingZone
 from ml_platform.settings import Settings
 from ml_platform.storage.gcs_io_manager import GCSParquetIOManager
+from ml_platform.storage.postgres_io_manager import PostgresIOManager
 
 REQUIRED = ("ML_PLATFORM_GCS_BUCKET", "ML_PLATFORM_LANDING_BUCKET")
 
@@ -58,12 +61,5 @@ def gcs_resources() -> dict[str, Any]:
 
 
 def prod_resources(settings: Settings) -> dict[str, Any]:
-    return {**gcs_resources(), "warehouse_io_manager": _postgres_warehouse()}
-
-
-def _postgres_warehouse() -> Any:
-    # Filled in by the Postgres work (its IO manager is not on this branch).
-    raise NotImplementedError(
-        "the prod warehouse_io_manager (Postgres) is not available yet; "
-        "use ML_PLATFORM_DEPLOYMENT=local"
-    )
+    """GCS landing zone and lake, Postgres warehouse."""
+    return {**gcs_resources(), "warehouse_io_manager": PostgresIOManager()}

@@ -14,10 +14,15 @@ def content_hash(df: pl.DataFrame) -> str:
     polars' row hash is stable for one polars version; an upgrade may change every hash
     once, which shows as new data versions, never as a false "unchanged".
     """
+    return content_sha256(df)[:24]
+
+
+def content_sha256(df: pl.DataFrame) -> str:
+    """The full sha256 behind ``content_hash``, for stores with no byte-level digest (tables)."""
     h = hashlib.sha256(repr(df.schema).encode())
     if df.height:
         h.update(df.hash_rows(seed=0).to_numpy().tobytes())
-    return h.hexdigest()[:24]
+    return h.hexdigest()
 
 
 def to_parquet_bytes(df: pl.DataFrame) -> bytes:

@@ -85,14 +85,13 @@ def test_whole_data_graph_on_gcs_lake_and_landing(prod_env, gcs_client, instance
     assert report.removed == []
 
 
-def test_compute_log_snippet_configures_dagster_gcp_log_manager(gcs_bucket, monkeypatch):
+def test_prod_compute_logs_configure_dagster_gcp_log_manager(gcs_bucket, monkeypatch):
     from dagster._core.storage.compute_log_manager import ComputeLogManager
     from dagster._serdes import ConfigurableClassData
     from dagster_gcp.gcs.compute_log_manager import GCSComputeLogManager
 
-    section = yaml.safe_load((DEPLOY / "compute_logs.yaml").read_text())["compute_logs"]
-    monkeypatch.setenv("DAGSTER_COMPUTE_LOG_BUCKET", gcs_bucket)
-    monkeypatch.setenv("DAGSTER_COMPUTE_LOG_PREFIX", "dagster/compute-logs")
+    section = yaml.safe_load((DEPLOY / "dagster.yaml").read_text())["compute_logs"]
+    monkeypatch.setenv("ML_PLATFORM_COMPUTE_LOG_BUCKET", gcs_bucket)
     manager = ConfigurableClassData(
         section["module"], section["class"], yaml.safe_dump(section["config"])
     ).rehydrate(as_type=ComputeLogManager)

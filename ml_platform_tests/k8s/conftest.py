@@ -44,7 +44,8 @@ PROD_INSTANCE_DIR = REPO / "deploy" / "prod"
 # ones from the chart and the Secrets.
 PROD_INSTANCE_ENV = {
     "DAGSTER_PG_HOST": "10.20.0.3",
-    "DAGSTER_PG_USERNAME": "dagster",
+    "DAGSTER_PG_PORT": "5432",
+    "DAGSTER_PG_USER": "dagster",
     "DAGSTER_PG_PASSWORD": "not-a-real-password",
     "DAGSTER_PG_DB": "dagster",
     "DAGSTER_K8S_PIPELINE_RUN_NAMESPACE": "ml-platform",

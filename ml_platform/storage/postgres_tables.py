@@ -1,0 +1,609 @@
+"""Partitioned analyst tables in Postgres: atomic partition replace and Arrow bulk reads.
+
+Why our own: dagster-postgres stores Dagster's own storage, not assets; the dagster
+community Postgres IO managers go through pandas/SQLAlchemy row inserts. Here every byte
+of data moves as Arrow through ADBC (COPY BINARY both ways), and every write of one or many
+partitions is one transaction: DELETE the partitions' rows, COPY the new rows, update the
+bookkeeping row of each partition, COMMIT. Readers see the old rows or the new rows, never
+none or half; a writer that dies mid-COPY leaves the old rows (Postgres rolls it back).
+
+Bookkeeping lives in schema ``_ml_platform``: ``tables`` holds each table's polars column
+types (so reads cast back without loss) and partition column; ``partitions`` holds, per
+partition, the run that wrote the current rows, their count, content hash and the writing
+transaction id. Provenance names exactly these rows as (table, partition, run id).
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import json
+import os
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from urllib.parse import quote
+
+import polars as pl
+
+from ml_platform.storage.frames import content_sha256
+from ml_platform.storage.pg_types import (
+    PgColumn,
+    UnsupportedColumnType,
+    columns_of,
+    from_arrow_read,
+    to_arrow_for_copy,
+)
+
+META_SCHEMA = "_ml_platform"
+# The column added to partitioned tables whose frames carry no partition column of their own.
+PARTITION_COLUMN = "_ml_partition"
+UNPARTITIONED = "__all__"
+_MAX_IDENTIFIER_BYTES = 63  # longer names are silently truncated by Postgres: refuse them
+
+
+class TableSchemaError(ValueError):
+    """A write that would change or drop a stored column; the table is left untouched."""
+
+
+class MissingPartitionError(LookupError):
+    pass
+
+
+class VersionReplacedError(LookupError):
+    """The rows a provenance record names have since been replaced by another run."""
+
+
+def quote_ident(name: str) -> str:
+    """A Postgres identifier, always double-quoted; refuses names Postgres would alter."""
+    if not name or "\x00" in name:
+        raise ValueError(f"invalid SQL identifier {name!r}: empty or contains NUL")
+    if len(name.encode()) > _MAX_IDENTIFIER_BYTES:
+        raise ValueError(
+            f"SQL identifier {name!r} is longer than {_MAX_IDENTIFIER_BYTES} bytes; "
+            "Postgres would truncate it"
+        )
+    return '"' + name.replace('"', '""') + '"'
+
+
+@dataclass(frozen=True)
+class PgSettings:
+    host: str
+    port: int
+    dbname: str
+    user: str
+    password: str
+    application_name: str = "ml_platform"
+
+    def uri(self) -> str:
+        q = lambda v: quote(str(v), safe="")  # noqa: E731
+        return (
+            f"postgresql://{q(self.user)}:{q(self.password)}@{self.host}:{self.port}/"
+            f"{q(self.dbname)}?application_name={q(self.application_name)}"
+        )
+
+    def public_uri(self) -> str:
+        """The server and database, without credentials (for metadata and messages)."""
+        return f"postgresql://{self.host}:{self.port}/{quote(self.dbname, safe='')}"
+
+
+@dataclass(frozen=True)
+class TableInfo:
+    schema: str
+    table: str
+    columns: list[PgColumn]
+    partition_column: str | None
+
+    @property
+    def name(self) -> str:
+        return f"{self.schema}.{self.table}"
+
+    @property
+    def qualified(self) -> str:
+        return f"{quote_ident(self.schema)}.{quote_ident(self.table)}"
+
+    def column(self, name: str) -> PgColumn:
+        return next(c for c in self.columns if c.name == name)
+
+
+@dataclass(frozen=True)
+class PartitionVersion:
+    """The bookkeeping row of one stored partition: what provenance records of a read."""
+
+    partition: str | None
+    run_id: str
+    rows: int
+    content_hash: str
+    sha256: str
+    size_bytes: int
+    txid: int
+    written_at: str
+
+
+class PostgresTables:
+    """Write and read partitions of Postgres tables; one short-lived connection per call."""
+
+    def __init__(self, settings: PgSettings) -> None:
+        self.settings = settings
+
+    @contextlib.contextmanager
+    def connect(self) -> Iterator[Any]:
+        """An ADBC connection (autocommit off) from the process's pool, rolled back after use."""
+        pool = _pool_for(self.settings.uri())
+        conn = pool.get()
+        healthy = False
+        try:
+            yield conn
+            healthy = True
+        finally:
+            pool.put(conn, healthy)
+
+    @staticmethod
+    def close_idle() -> None:
+        """Close every pooled connection of this process (tests, shutdown)."""
+        with _pools_lock:
+            pools = list(_pools.values())
+            _pools.clear()
+        for pool in pools:
+            pool.close()
+
+    def uri(self, schema: str, table: str, partition: str | None) -> str:
+        base = f"{self.settings.public_uri()}/{quote(schema, safe='')}.{quote(table, safe='')}"
+        return base if partition is None else f"{base}#partition={quote(partition, safe='')}"
+
+    # -- writing ---------------------------------------------------------------------------
+    def write(
+        self,
+        schema: str,
+        table: str,
+        frames: dict[str | None, pl.DataFrame],
+        run_id: str,
+        partition_column: str | None = None,
+    ) -> list[PartitionVersion]:
+        """Replace exactly the given partitions (None: the whole table) in one transaction."""
+        keys = list(frames)
+        partitioned = keys != [None]
+        if not partitioned:
+            partition_column = None
+        elif None in keys:
+            raise ValueError("a write is either unpartitioned (key None) or all partition keys")
+        prepared = {
+            k: self._prepare(schema, table, k, df, partition_column) for k, df in frames.items()
+        }
+        if partitioned and partition_column is None:
+            partition_column = PARTITION_COLUMN
+        combined = pl.concat(list(prepared.values()), how="vertical")
+        try:
+            columns = columns_of(combined)
+        except UnsupportedColumnType as e:
+            raise UnsupportedColumnType(f"{schema}.{table}: {e}") from None
+        versions = [_version(k, frames[k], run_id) for k in keys]
+        with self.connect() as conn:
+            info = self._ensure_table(conn, schema, table, columns, partition_column)
+            arrow = to_arrow_for_copy(combined.select(c.name for c in info.columns), info.columns)
+            with conn.cursor() as cur:
+                self._lock_partitions(cur, info, keys)
+                self._delete(cur, info, keys)
+                if arrow.num_rows:
+                    cur.adbc_ingest(table, arrow, mode="append", db_schema_name=schema)
+                txid = self._record(cur, info, versions)
+            conn.commit()
+        return [_with_txid(v, txid) for v in versions]
+
+    def _prepare(
+        self,
+        schema: str,
+        table: str,
+        key: str | None,
+        df: pl.DataFrame,
+        partition_column: str | None,
+    ) -> pl.DataFrame:
+        if key is None:
+            return df
+        if partition_column is None:
+            if PARTITION_COLUMN in df.columns:
+                raise ValueError(
+                    f"{schema}.{table}: column {PARTITION_COLUMN!r} is reserved for the partition key"
+                )
+            return df.with_columns(pl.lit(key, pl.String).alias(PARTITION_COLUMN))
+        if partition_column not in df.columns:
+            raise ValueError(
+                f"{schema}.{table}: partition {key} has no partition column "
+                f"{partition_column!r} (columns: {df.columns})"
+            )
+        stray = (
+            df.select(pl.col(partition_column).cast(pl.String).unique())
+            .filter(pl.col(partition_column).ne_missing(key))
+            .to_series()
+            .to_list()
+        )
+        if stray:
+            raise ValueError(
+                f"{schema}.{table}: the rows written as partition {key} have "
+                f"{partition_column} values {stray[:5]}; they would land in other partitions"
+            )
+        return df
+
+    def _ensure_table(
+        self,
+        conn: Any,
+        schema: str,
+        table: str,
+        columns: list[PgColumn],
+        partition_column: str | None,
+    ) -> TableInfo:
+        """Create the table or add new nullable columns, in a short DDL transaction of its own.
+
+        A changed or removed column raises before anything is altered. DDL is serialized by
+        one advisory lock (it is rare and short); the data transaction that follows holds
+        no table-wide lock, so writers of different partitions run concurrently.
+        """
+        for name in (schema, table, *(c.name for c in columns)):
+            quote_ident(name)
+        with conn.cursor() as cur:
+            cur.execute("SELECT pg_advisory_xact_lock(hashtextextended('ml_platform.ddl', 0))")
+            _bootstrap(cur)
+            stored = _table_info(cur, schema, table)
+            if stored is None:
+                info = TableInfo(schema, table, columns, partition_column)
+                _create(cur, info)
+            else:
+                info = _evolve(cur, stored, columns, partition_column)
+        conn.commit()
+        return info
+
+    def _lock_partitions(self, cur: Any, info: TableInfo, keys: list[str | None]) -> None:
+        # Two writers of the same partition would both DELETE the old rows and both COPY
+        # theirs; a per-partition lock makes the second wait and then replace the first.
+        names = sorted(f"{info.name}#{k if k is not None else UNPARTITIONED}" for k in keys)
+        cur.execute(
+            "SELECT count(*) FROM (SELECT pg_advisory_xact_lock(hashtextextended(k, 0)) "
+            "FROM unnest($1::text[]) WITH ORDINALITY AS t(k, i) ORDER BY i) AS locked",
+            (names,),
+        )
+        cur.fetchall()
+
+    def _delete(self, cur: Any, info: TableInfo, keys: list[str | None]) -> None:
+        if info.partition_column is None:
+            cur.execute(f"DELETE FROM {info.qualified}")  # noqa: S608 (quoted identifiers)
+            return
+        column = info.column(info.partition_column)
+        cur.execute(
+            f"DELETE FROM {info.qualified} WHERE {quote_ident(column.name)} "  # noqa: S608
+            f"IN (SELECT k::{column.pg_type} FROM unnest($1::text[]) AS k)",
+            (keys,),
+        )
+
+    def _record(self, cur: Any, info: TableInfo, versions: list[PartitionVersion]) -> int:
+        rows = [
+            {
+                "partition_key": v.partition if v.partition is not None else UNPARTITIONED,
+                "run_id": v.run_id,
+                "rows": v.rows,
+                "content_hash": v.content_hash,
+                "sha256": v.sha256,
+                "size_bytes": v.size_bytes,
+            }
+            for v in versions
+        ]
+        cur.execute(
+            f"""
+            INSERT INTO {quote_ident(META_SCHEMA)}.partitions AS p
+                (schema_name, table_name, partition_key, run_id, rows, content_hash, sha256,
+                 size_bytes, txid, written_at)
+            SELECT $1, $2, r.partition_key, r.run_id, r.rows, r.content_hash, r.sha256,
+                   r.size_bytes, txid_current(), now()
+            FROM jsonb_to_recordset($3::jsonb) AS r(partition_key text, run_id text, rows bigint,
+                 content_hash text, sha256 text, size_bytes bigint)
+            ON CONFLICT (schema_name, table_name, partition_key) DO UPDATE SET
+                run_id = excluded.run_id, rows = excluded.rows,
+                content_hash = excluded.content_hash, sha256 = excluded.sha256,
+                size_bytes = excluded.size_bytes, txid = excluded.txid,
+                written_at = excluded.written_at
+            """,  # noqa: S608 (constant schema name)
+            (info.schema, info.table, json.dumps(rows)),
+        )
+        cur.execute("SELECT txid_current()")
+        return int(cur.fetchone()[0])
+
+    # -- reading ---------------------------------------------------------------------------
+    def read(
+        self, schema: str, table: str, partitions: list[str | None]
+    ) -> tuple[pl.DataFrame, list[PartitionVersion]]:
+        """The rows of the given partitions (None: the whole table), with their versions.
+
+        Data and bookkeeping come from one REPEATABLE READ snapshot, so the versions name
+        exactly the rows returned. The partition list travels as a bound setting, which
+        keeps the data query parameter-free: ADBC then streams it with COPY BINARY.
+        """
+        with self.connect() as conn, conn.cursor() as cur:
+            cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            info = _table_info_or_none(cur, schema, table)
+            if info is None:
+                raise MissingPartitionError(f"{schema}.{table} has never been stored")
+            versions = self._versions(cur, info, partitions)
+            data_columns = [c for c in info.columns if c.name != PARTITION_COLUMN]
+            select = ", ".join(quote_ident(c.name) for c in data_columns)
+            sql = f"SELECT {select} FROM {info.qualified}"  # noqa: S608 (quoted identifiers)
+            if partitions != [None] and info.partition_column is not None:
+                column = info.column(info.partition_column)
+                cur.execute(
+                    "SELECT set_config('ml_platform.partitions', $1, true)",
+                    (json.dumps(partitions),),
+                )
+                cur.fetchall()
+                sql = _partition_query(sql, quote_ident(column.name), column.pg_type)
+            cur.execute(sql)
+            table_ = cur.fetch_arrow_table()
+        return from_arrow_read(table_, data_columns), versions
+
+    def read_version(
+        self, schema: str, table: str, partition: str | None, run_id: str
+    ) -> pl.DataFrame:
+        """Exactly the rows ``run_id`` wrote to a partition (as a provenance record names them).
+
+        Tables keep only the current rows; once another run replaced them this fails, naming
+        that run, rather than return different rows under the old name.
+        """
+        df, (version,) = self.read(schema, table, [partition])
+        if version.run_id != run_id:
+            raise VersionReplacedError(
+                f"{schema}.{table} partition {partition}: the rows of run {run_id} were replaced "
+                f"by run {version.run_id} at {version.written_at}"
+            )
+        return df
+
+    def _versions(
+        self, cur: Any, info: TableInfo, partitions: list[str | None]
+    ) -> list[PartitionVersion]:
+        keys = [p if p is not None else UNPARTITIONED for p in partitions]
+        cur.execute(
+            f"""SELECT partition_key, run_id, rows, content_hash, sha256, size_bytes, txid,
+                       written_at::text
+                FROM {quote_ident(META_SCHEMA)}.partitions
+                WHERE schema_name = $1 AND table_name = $2 AND partition_key = ANY($3::text[])
+            """,  # noqa: S608 (constant schema name)
+            (info.schema, info.table, keys),
+        )
+        found = {row[0]: row for row in cur.fetchall()}
+        missing = [k for k in keys if k not in found]
+        if missing:
+            raise MissingPartitionError(
+                f"{info.name} partition(s) {missing[:10]} have never been stored; "
+                "materialize them first"
+            )
+        return [
+            PartitionVersion(
+                partition=None if key == UNPARTITIONED else key,
+                run_id=found[key][1],
+                rows=int(found[key][2]),
+                content_hash=found[key][3],
+                sha256=found[key][4],
+                size_bytes=int(found[key][5]),
+                txid=int(found[key][6]),
+                written_at=found[key][7],
+            )
+            for key in keys
+        ]
+
+    def table_info(self, schema: str, table: str) -> TableInfo | None:
+        with self.connect() as conn, conn.cursor() as cur:
+            return _table_info_or_none(cur, schema, table)
+
+    def versions(
+        self, schema: str, table: str, partitions: list[str | None]
+    ) -> list[PartitionVersion]:
+        with self.connect() as conn, conn.cursor() as cur:
+            info = _table_info_or_none(cur, schema, table)
+            if info is None:
+                raise MissingPartitionError(f"{schema}.{table} has never been stored")
+            return self._versions(cur, info, partitions)
+
+
+class _Pool:
+    """A few idle ADBC connections per database and process.
+
+    Opening an ADBC connection costs ~50 ms (authentication plus the driver's type-catalog
+    query), more than a small partition write, so connections are reused; at most
+    ``MAX_IDLE`` stay open per process, and a connection that saw an error is closed.
+    """
+
+    MAX_IDLE = 4
+
+    def __init__(self, uri: str) -> None:
+        self.uri = uri
+        self.pid = os.getpid()
+        self.idle: list[Any] = []
+        self.lock = threading.Lock()
+
+    def get(self) -> Any:
+        import adbc_driver_postgresql.dbapi as adbc
+
+        while True:
+            with self.lock:
+                conn = self.idle.pop() if self.idle else None
+            if conn is None:
+                return adbc.connect(self.uri)
+            try:  # the server may have ended it while idle (restart, pg_terminate_backend)
+                with conn.cursor() as cur:
+                    cur.execute("SELECT 1")
+                    cur.fetchall()
+                conn.rollback()
+                return conn
+            except Exception:  # noqa: BLE001 - a dead connection is replaced, not reported
+                _close_quietly(conn)
+
+    def put(self, conn: Any, healthy: bool) -> None:
+        if healthy:
+            try:
+                conn.rollback()
+            except Exception:  # noqa: BLE001
+                healthy = False
+        with self.lock:
+            if healthy and len(self.idle) < self.MAX_IDLE and os.getpid() == self.pid:
+                self.idle.append(conn)
+                return
+        _close_quietly(conn)
+
+    def close(self) -> None:
+        with self.lock:
+            idle, self.idle = self.idle, []
+        for conn in idle:
+            _close_quietly(conn)
+
+
+_pools: dict[str, _Pool] = {}
+_pools_lock = threading.Lock()
+
+
+def _pool_for(uri: str) -> _Pool:
+    with _pools_lock:
+        pool = _pools.get(uri)
+        if pool is None or pool.pid != os.getpid():  # a forked child must not share sockets
+            pool = _pools[uri] = _Pool(uri)
+        return pool
+
+
+def _close_quietly(conn: Any) -> None:
+    with contextlib.suppress(Exception):
+        conn.close()
+
+
+atexit.register(PostgresTables.close_idle)
+
+
+def _partition_query(select: str, column: str, pg_type: str) -> str:
+    """The select limited to the partitions in the ``ml_platform.partitions`` setting.
+
+    The BETWEEN lets the BRIN index skip blocks outside the range; the IN becomes a hash
+    semi-join (``= ANY(array)`` would compare every row with every key, 3x slower).
+    """
+    keys = (
+        f"WITH keys AS MATERIALIZED (SELECT k::{pg_type} AS k FROM jsonb_array_elements_text("  # noqa: S608 (fixed type name)
+        "current_setting('ml_platform.partitions')::jsonb) AS k) "
+    )
+    where = (
+        f" WHERE {column} BETWEEN (SELECT min(k) FROM keys) AND (SELECT max(k) FROM keys) "  # noqa: S608 (quoted)
+        f"AND {column} IN (SELECT k FROM keys)"
+    )
+    return keys + select + where
+
+
+def _version(key: str | None, df: pl.DataFrame, run_id: str) -> PartitionVersion:
+    digest = content_sha256(df)
+    return PartitionVersion(
+        partition=key,
+        run_id=run_id,
+        rows=df.height,
+        content_hash=digest[:24],
+        sha256=digest,
+        size_bytes=int(df.estimated_size()),
+        txid=0,
+        written_at=datetime.now().astimezone().isoformat(),
+    )
+
+
+def _with_txid(v: PartitionVersion, txid: int) -> PartitionVersion:
+    return PartitionVersion(**{**v.__dict__, "txid": txid})
+
+
+def _bootstrap(cur: Any) -> None:
+    meta = quote_ident(META_SCHEMA)
+    cur.execute(f"CREATE SCHEMA IF NOT EXISTS {meta}")
+    cur.execute(
+        f"""CREATE TABLE IF NOT EXISTS {meta}.tables (
+            schema_name text NOT NULL, table_name text NOT NULL, partition_column text,
+            columns jsonb NOT NULL, created_at timestamptz NOT NULL DEFAULT now(),
+            PRIMARY KEY (schema_name, table_name))"""
+    )
+    cur.execute(
+        f"""CREATE TABLE IF NOT EXISTS {meta}.partitions (
+            schema_name text NOT NULL, table_name text NOT NULL, partition_key text NOT NULL,
+            run_id text NOT NULL, rows bigint NOT NULL, content_hash text NOT NULL,
+            sha256 text NOT NULL, size_bytes bigint NOT NULL, txid bigint NOT NULL,
+            written_at timestamptz NOT NULL,
+            PRIMARY KEY (schema_name, table_name, partition_key))"""
+    )
+
+
+def _table_info_or_none(cur: Any, schema: str, table: str) -> TableInfo | None:
+    cur.execute(f"SELECT to_regclass('{META_SCHEMA}.tables') IS NOT NULL")
+    if not cur.fetchone()[0]:
+        return None
+    return _table_info(cur, schema, table)
+
+
+def _table_info(cur: Any, schema: str, table: str) -> TableInfo | None:
+    cur.execute(
+        f"SELECT columns::text, partition_column FROM {quote_ident(META_SCHEMA)}.tables "  # noqa: S608
+        "WHERE schema_name = $1 AND table_name = $2",
+        (schema, table),
+    )
+    row = cur.fetchone()
+    if row is None:
+        return None
+    columns = [PgColumn(**c) for c in json.loads(row[0])]
+    return TableInfo(schema, table, columns, row[1])
+
+
+def _create(cur: Any, info: TableInfo) -> None:
+    cols = ", ".join(f"{quote_ident(c.name)} {c.pg_type}" for c in info.columns)
+    cur.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(info.schema)}")
+    cur.execute(f"CREATE TABLE {info.qualified} ({cols})")
+    if info.partition_column is not None:
+        # BRIN: partitions arrive as contiguous blocks of rows, so a tiny BRIN index finds a
+        # partition's blocks while costing the bulk load next to nothing (a btree over the
+        # same column halves COPY throughput).
+        cur.execute(
+            f"CREATE INDEX ON {info.qualified} USING brin ({quote_ident(info.partition_column)})"
+        )
+    _save_info(cur, info)
+
+
+def _evolve(
+    cur: Any, stored: TableInfo, columns: list[PgColumn], partition_column: str | None
+) -> TableInfo:
+    if stored.partition_column != partition_column:
+        raise TableSchemaError(
+            f"{stored.name}: stored with partition column {stored.partition_column!r}, "
+            f"written now with {partition_column!r}"
+        )
+    new = {c.name: c for c in columns}
+    removed = [c.name for c in stored.columns if c.name not in new]
+    if removed:
+        raise TableSchemaError(
+            f"{stored.name}: column(s) {removed} are stored but missing from the output; "
+            "dropping a column needs an explicit migration, the table was left untouched"
+        )
+    for old in stored.columns:
+        if new[old.name].dtype != old.dtype:
+            raise TableSchemaError(
+                f"{stored.name}: column {old.name!r} changed type from {old.dtype} to "
+                f"{new[old.name].dtype}; the table was left untouched"
+            )
+    known = {c.name for c in stored.columns}
+    added = [c for c in columns if c.name not in known]
+    if not added:
+        return stored
+    for c in added:
+        cur.execute(f"ALTER TABLE {stored.qualified} ADD COLUMN {quote_ident(c.name)} {c.pg_type}")
+    info = TableInfo(stored.schema, stored.table, [*stored.columns, *added], partition_column)
+    _save_info(cur, info)
+    return info
+
+
+def _save_info(cur: Any, info: TableInfo) -> None:
+    cur.execute(
+        f"""INSERT INTO {quote_ident(META_SCHEMA)}.tables (schema_name, table_name,
+                partition_column, columns)
+            VALUES ($1, $2, $3, $4::jsonb)
+            ON CONFLICT (schema_name, table_name) DO UPDATE SET columns = excluded.columns""",  # noqa: S608
+        (
+            info.schema,
+            info.table,
+            info.partition_column,
+            json.dumps([c.as_dict() for c in info.columns]),
+        ),
+    )

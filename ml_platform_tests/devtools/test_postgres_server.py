@@ -1,0 +1,57 @@
+"""The throwaway server helper: clear failure without binaries, works as root and non-root."""
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from ml_platform.devtools import postgres_server as helper
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_missing_binaries_fail_with_an_install_hint(monkeypatch, tmp_path):
+    monkeypatch.setattr(helper, "BIN_DIRS_GLOB", str(tmp_path / "nothing" / "*"))
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.delenv("PG_BIN", raising=False)
+    with pytest.raises(helper.PostgresServerError, match="apt-get install -y postgresql"):
+        with helper.postgres_server():
+            pass
+
+
+def test_the_server_stops_and_its_folder_is_removed():
+    with helper.postgres_server() as server:
+        import psycopg
+
+        with psycopg.connect(server.uri) as conn:
+            assert conn.execute("SHOW fsync").fetchone() == ("off",)
+        root = server.data_dir.parent
+        assert root.is_dir()
+    assert not root.exists()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the suite itself runs as non-root here")
+def test_it_also_works_for_a_non_root_user():
+    # As root, drop to 'nobody' after the imports (the interpreter may live under /root).
+    script = textwrap.dedent(
+        f"""
+        import os, pwd, sys
+        sys.path.insert(0, {str(ROOT)!r})
+        import psycopg
+        from ml_platform.devtools.postgres_server import postgres_server
+        nobody = pwd.getpwnam("nobody")
+        os.setgid(nobody.pw_gid)
+        os.setuid(nobody.pw_uid)
+        with postgres_server() as server:
+            with psycopg.connect(server.uri) as conn:
+                print(conn.execute("SELECT 1").fetchone()[0], os.stat(server.data_dir).st_uid)
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd="/tmp"
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["1", "65534"]

@@ -1,0 +1,97 @@
+"""Pruning Dagster's history: old ticks and asset-less old runs go, provenance stays."""
+
+import time
+
+import dagster as dg
+import pytest
+from dagster._core.definitions.run_request import InstigatorType
+from dagster._core.remote_origin import (
+    RegisteredCodeLocationOrigin,
+    RemoteInstigatorOrigin,
+    RemoteRepositoryOrigin,
+)
+from dagster._core.scheduler.instigation import (
+    InstigatorState,
+    InstigatorStatus,
+    SensorInstigatorData,
+    TickData,
+    TickStatus,
+)
+
+from ml_platform.maintenance import DAY, prune_history, prune_history_job
+
+
+@dg.asset
+def kept() -> int:
+    return 1
+
+
+@dg.op
+def boom() -> None:
+    raise RuntimeError("fails on purpose")
+
+
+@dg.job
+def failing_job():
+    boom()
+
+
+def _sensor_with_ticks(instance: dg.DagsterInstance, ages_days: list[float]) -> InstigatorState:
+    origin = RemoteInstigatorOrigin(
+        RemoteRepositoryOrigin(RegisteredCodeLocationOrigin("ml_platform"), "__repository__"),
+        "landing_zone_sensor",
+    )
+    state = InstigatorState(
+        origin, InstigatorType.SENSOR, InstigatorStatus.RUNNING, SensorInstigatorData(cursor="{}")
+    )
+    instance.add_instigator_state(state)
+    for age in ages_days:
+        instance.create_tick(
+            TickData(
+                instigator_origin_id=state.instigator_origin_id,
+                instigator_name="landing_zone_sensor",
+                instigator_type=InstigatorType.SENSOR,
+                status=TickStatus.SKIPPED,
+                timestamp=time.time() - age * DAY,
+                selector_id=state.selector_id,
+            )
+        )
+    return state
+
+
+@pytest.mark.parametrize("storage", ["instance", "pg_instance"])  # SQLite and Postgres
+def test_old_ticks_and_assetless_runs_go_runs_with_asset_events_stay(storage, request):
+    instance = request.getfixturevalue(storage)
+    state = _sensor_with_ticks(instance, [40, 35, 1])
+    failed = failing_job.execute_in_process(instance=instance, raise_on_error=False)
+    materialized = dg.materialize([kept], instance=instance)
+    # A month and a half later, with 30 days of runs and ticks kept:
+    report = prune_history(
+        instance, keep_runs_days=30, keep_ticks_days=30, now=time.time() + 45 * DAY
+    )
+    assert instance.get_run_by_id(failed.run_id) is None
+    assert not instance.get_records_for_run(failed.run_id).records  # its events went too
+    assert instance.get_run_by_id(materialized.run_id) is not None
+    assert instance.fetch_materializations(dg.AssetKey("kept"), limit=1).records
+    assert (report.runs_deleted, report.runs_kept_for_provenance) == (1, 1)
+    ticks = instance.get_ticks(state.instigator_origin_id, state.selector_id)
+    assert ticks == []  # all three are older than 30 days by then
+    stored = instance.get_instigator_state(state.instigator_origin_id, state.selector_id)
+    assert stored.instigator_data.cursor == "{}"  # the sensor's cursor is not a tick
+
+
+def test_the_job_prunes_with_its_configured_retention(instance):
+    state = _sensor_with_ticks(instance, [40, 1])
+    failed = failing_job.execute_in_process(instance=instance, raise_on_error=False)
+    result = prune_history_job.execute_in_process(
+        instance=instance,
+        run_config={"ops": {"prune": {"config": {"keep_runs_days": 0, "keep_ticks_days": 30}}}},
+    )
+    assert result.success
+    assert instance.get_run_by_id(failed.run_id) is None
+    assert instance.get_run_by_id(result.run_id) is not None  # not finished while it ran
+    ages = [
+        (time.time() - t.timestamp) / DAY
+        for t in instance.get_ticks(state.instigator_origin_id, state.selector_id)
+    ]
+    assert len(ages) == 1 and ages[0] < 2
