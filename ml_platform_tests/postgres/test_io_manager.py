@@ -254,10 +254,14 @@ def test_the_asset_graph_runs_with_the_analyst_tables_on_postgres(
 
 
 def test_the_prod_deployment_puts_the_warehouse_on_postgres(platform_home, monkeypatch):
-    monkeypatch.setenv("ML_PLATFORM_DEPLOYMENT", "prod")
     from ml_platform.definitions import build_definitions
+    from ml_platform.landing.gcs_zone import GCSLandingZone
+    from ml_platform.storage.gcs_io_manager import GCSParquetIOManager
 
+    monkeypatch.setenv("ML_PLATFORM_DEPLOYMENT", "prod")
+    monkeypatch.setenv("ML_PLATFORM_GCS_BUCKET", "lake")
+    monkeypatch.setenv("ML_PLATFORM_LANDING_BUCKET", "landing")
     resources = build_definitions().resources
     assert isinstance(resources["warehouse_io_manager"], PostgresIOManager)
-    with pytest.raises(NotImplementedError, match="GCS work"):
-        resources["landing"].completed_drops()
+    assert isinstance(resources["lake_io_manager"], GCSParquetIOManager)
+    assert isinstance(resources["landing"], GCSLandingZone)
