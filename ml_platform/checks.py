@@ -23,6 +23,7 @@ def evaluations(
     spec: dg.AssetCheckSpec,
     failures: Mapping[str, dict],
     metadata: Mapping[str, dict] | None = None,
+    severity: dg.AssetCheckSeverity = dg.AssetCheckSeverity.ERROR,
 ) -> Iterator[dg.AssetCheckEvaluation | dg.Output]:
     """One evaluation per partition of the run: failed where ``failures`` names it (or all, with "*").
 
@@ -40,7 +41,7 @@ def evaluations(
             metadata={k: _metadata_value(v) for k, v in meta.items()},
             partition=partition,
             blocking=spec.blocking,
-            severity=dg.AssetCheckSeverity.ERROR,
+            severity=severity,
         )
     output_name = context.assets_def.get_output_name_for_asset_check_key(spec.key)
     yield dg.Output(None, output_name=output_name)

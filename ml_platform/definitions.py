@@ -6,10 +6,18 @@ import dagster as dg
 
 from ml_platform.assets.clean import clean_shipments
 from ml_platform.assets.features import shipment_features
+from ml_platform.assets.models import champion, price_model
+from ml_platform.assets.predictions import prediction_quality, price_quotes
 from ml_platform.assets.raw import raw_shipments
 from ml_platform.deployments import resources_for
 from ml_platform.execution import executor_for
-from ml_platform.jobs import data_pipeline_job, ingest_job
+from ml_platform.jobs import (
+    data_pipeline_job,
+    ingest_job,
+    predict_job,
+    promote_job,
+    train_job,
+)
 from ml_platform.maintenance import prune_history_job, prune_history_schedule
 from ml_platform.retention_job import retention_job
 from ml_platform.sensors import landing_zone_sensor
@@ -26,8 +34,24 @@ automation_sensor = dg.AutomationConditionSensorDefinition(
 def build_definitions() -> dg.Definitions:
     settings = load_settings()
     return dg.Definitions(
-        assets=[raw_shipments, clean_shipments, shipment_features],
-        jobs=[ingest_job, data_pipeline_job, retention_job, prune_history_job],
+        assets=[
+            raw_shipments,
+            clean_shipments,
+            shipment_features,
+            price_model,
+            champion,
+            price_quotes,
+            prediction_quality,
+        ],
+        jobs=[
+            ingest_job,
+            data_pipeline_job,
+            train_job,
+            promote_job,
+            predict_job,
+            retention_job,
+            prune_history_job,
+        ],
         schedules=[prune_history_schedule],
         sensors=[landing_zone_sensor, automation_sensor],
         resources=resources_for(settings),

@@ -11,6 +11,17 @@ daily_partitions = dg.DailyPartitionsDefinition(
     start_date=load_settings().start_date.isoformat(), end_offset=1
 )
 
+# Weekly model partitions start on Mondays (the first Monday on or after the start date).
+weekly_partitions = dg.WeeklyPartitionsDefinition(
+    start_date=load_settings().start_date.isoformat(), day_offset=1
+)
+
+# A weekly model trains on its own week of features and the weeks before it.
+TRAINING_WEEKS = 4
+training_window = dg.TimeWindowPartitionMapping(
+    start_offset=-(TRAINING_WEEKS - 1), end_offset=0, allow_nonexistent_upstream_partitions=True
+)
+
 # The 28 days before a partition plus the partition itself; days before the start date
 # simply do not exist yet, which is not an error.
 TRAILING_WINDOW_DAYS = 28

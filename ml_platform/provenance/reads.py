@@ -42,15 +42,27 @@ _MAX_STEPS = 256
 
 def record_reads(context: dg.InputContext, reads: list[PartitionRead]) -> None:
     """Remember what this step read of the input's upstream asset, resolved to events."""
-    asset_key = context.asset_key
-    resolve_materializations(context.instance, asset_key, reads)
-    step = (context.step_context.run_id, context.step_context.step.key)
+    resolve_materializations(context.instance, context.asset_key, reads)
+    record_step_reads(context.step_context, context.asset_key, reads)
+
+
+def record_step_reads(step_context, asset_key: dg.AssetKey, reads: list[PartitionRead]) -> None:
+    """Remember reads a step made itself, outside an IO manager (already resolved to events)."""
+    step = (step_context.run_id, step_context.step.key)
     with _lock:
         if step not in _reads and len(_reads) >= _MAX_STEPS:
             del _reads[next(iter(_reads))]
         by_partition = _reads.setdefault(step, {}).setdefault(asset_key.to_user_string(), {})
         for read in reads:
             by_partition[read.partition] = read
+
+
+def read_of(context: dg.AssetExecutionContext, asset_key: dg.AssetKey) -> PartitionRead:
+    """The single stored version of an unpartitioned input this step read."""
+    step_context = context.get_step_execution_context()
+    with _lock:
+        by_partition = _reads.get((step_context.run_id, step_context.step.key), {})
+        return by_partition[asset_key.to_user_string()][None]
 
 
 def reads_for_output(context: dg.OutputContext) -> dict[str, dict[str | None, PartitionRead]]:

@@ -18,6 +18,8 @@ from typing import Any
 import dagster as dg
 import polars as pl
 
+from ml_platform.models.artifacts import FORMAT as ARTIFACT_FORMAT
+from ml_platform.models.artifacts import ArtifactError, TrainedModel, dump_model, load_model
 from ml_platform.provenance.reads import (
     INPUTS_METADATA_KEY,
     PartitionRead,
@@ -25,7 +27,7 @@ from ml_platform.provenance.reads import (
     record_reads,
 )
 from ml_platform.storage.frames import content_hash, split_by_partition, to_parquet_bytes
-from ml_platform.storage.object_store import LocalObjectStore, ObjectStore
+from ml_platform.storage.object_store import LocalObjectStore, ObjectStore, StoredObject
 
 UNPARTITIONED = "__all__"
 POINTER = "_CURRENT.json"
@@ -42,8 +44,16 @@ class VersionedParquetIOManager(dg.ConfigurableIOManager):
         raise NotImplementedError
 
     # -- writing ---------------------------------------------------------------------------
-    def handle_output(self, context: dg.OutputContext, obj: pl.DataFrame | pl.LazyFrame | None):
+    def handle_output(
+        self, context: dg.OutputContext, obj: pl.DataFrame | pl.LazyFrame | TrainedModel | None
+    ):
         if obj is None:
+            return
+        if isinstance(obj, TrainedModel):
+            key = context.partition_key if context.has_asset_partitions else None
+            meta = self._write_model(context, key, obj)
+            meta[INPUTS_METADATA_KEY] = dg.MetadataValue.json(inputs_record(context, key))
+            context.add_output_metadata(meta)
             return
         df = obj.collect() if isinstance(obj, pl.LazyFrame) else obj
         keys = list(context.asset_partition_keys) if context.has_asset_partitions else [None]
@@ -84,33 +94,66 @@ class VersionedParquetIOManager(dg.ConfigurableIOManager):
         }
         self.store().put(f"{prefix}/{POINTER}", json.dumps(pointer).encode())
         return {
+            **_object_metadata(stored, pointer["key"]),
             "dagster/row_count": dg.MetadataValue.int(df.height),
-            "dagster/uri": dg.MetadataValue.text(stored.uri),
-            "ml_platform/sha256": dg.MetadataValue.text(stored.sha256),
-            "ml_platform/generation": dg.MetadataValue.text(stored.generation),
-            "ml_platform/size_bytes": dg.MetadataValue.int(stored.size),
             "ml_platform/content_hash": dg.MetadataValue.text(version),
         }
+
+    def _write_model(
+        self, context: dg.OutputContext, partition: str | None, model: TrainedModel
+    ) -> dict[str, Any]:
+        prefix = _prefix(context.asset_key, partition)
+        key = f"{prefix}/{context.run_id}.{ARTIFACT_FORMAT}"
+        stored = self.store().put(key, dump_model(model))
+        pointer = {
+            "run_id": context.run_id,
+            "partition": partition,
+            "key": key,
+            "format": ARTIFACT_FORMAT,
+            "feature_columns": model.feature_columns,
+            "rows": None,
+            "content_hash": None,
+            "written_at": datetime.now(UTC).isoformat(),
+            **stored.as_dict(),
+        }
+        self.store().put(f"{prefix}/{POINTER}", json.dumps(pointer).encode())
+        return _object_metadata(stored, key)
 
     # -- reading ---------------------------------------------------------------------------
     def load_input(self, context: dg.InputContext) -> pl.DataFrame | pl.LazyFrame:
         keys = list(context.asset_partition_keys) if context.has_asset_partitions else [None]
-        pointers = [self._pointer(context.asset_key, key) for key in keys]
+        pointers = [self._pointer(context, key) for key in keys]
         record_reads(context, [_as_read(p) for p in pointers])
+        if pointers[0].get("format") == ARTIFACT_FORMAT:
+            return self._load_model(pointers)
         # One lazy scan over every partition: a 28-day window is one query plan, not 28 reads.
         lazy = self.store().scan_parquet([p["key"] for p in pointers])
         if _wants_lazy(context):
             return lazy
         return lazy.collect()
 
-    def _pointer(self, asset_key: dg.AssetKey, partition: str | None) -> dict:
+    def _pointer(self, context: dg.InputContext, partition: str | None) -> dict:
+        asset_key = context.asset_key
         raw = self.store().get(f"{_prefix(asset_key, partition)}/{POINTER}")
         if raw is None:
             where = f" partition {partition}" if partition else ""
+            hint = (context.upstream_output.definition_metadata or {}).get(
+                "ml_platform/when_missing", "materialize it first"
+            )
             raise MissingPartitionError(
-                f"{asset_key.to_user_string()}{where} has never been stored; materialize it first"
+                f"{asset_key.to_user_string()}{where} has never been stored: {hint}"
             )
         return json.loads(raw)
+
+    def _load_model(self, pointers: list[dict]) -> TrainedModel:
+        if len(pointers) != 1:
+            raise dg.DagsterInvariantViolationError("a model input must map to one partition")
+        pointer = pointers[0]
+        data = self.store().get(pointer["key"])
+        if data is None:
+            raise ArtifactError(f"{pointer['uri']}: the artifact no longer exists")
+        pipeline = load_model(data, pointer["sha256"], pointer["uri"])
+        return TrainedModel(pipeline, pointer["feature_columns"], source=pointer)
 
     def current_version(self, asset_key: dg.AssetKey, partition: str | None) -> dict | None:
         """The pointer of the current stored version, or None."""
@@ -125,6 +168,17 @@ class LocalParquetIOManager(VersionedParquetIOManager):
 
     def store(self) -> ObjectStore:
         return LocalObjectStore(self.root)
+
+
+def _object_metadata(stored: StoredObject, key: str) -> dict[str, Any]:
+    """What provenance needs to find, load and verify one stored object again."""
+    return {
+        "dagster/uri": dg.MetadataValue.text(stored.uri),
+        "ml_platform/object_key": dg.MetadataValue.text(key),
+        "ml_platform/sha256": dg.MetadataValue.text(stored.sha256),
+        "ml_platform/generation": dg.MetadataValue.text(stored.generation),
+        "ml_platform/size_bytes": dg.MetadataValue.int(stored.size),
+    }
 
 
 def _prefix(asset_key: dg.AssetKey, partition: str | None) -> str:

@@ -79,11 +79,17 @@ def latest_materialization(
 
 
 def run_failure_message(result: dg.ExecuteInProcessResult) -> str:
-    return "\n".join(
-        str(e.step_failure_data.error.message) + str(e.step_failure_data.user_failure_data)
-        for e in result.all_events
-        if e.is_step_failure
-    )
+    """Every failed step's error, its causes, and a dg.Failure's description."""
+    parts = []
+    for event in result.all_events:
+        if not event.is_step_failure:
+            continue
+        error = event.step_failure_data.error
+        while error is not None:
+            parts.append(error.message)
+            error = error.cause
+        parts.append(str(event.step_failure_data.user_failure_data))
+    return "\n".join(parts)
 
 
 class AutomationDriver:

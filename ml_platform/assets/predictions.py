@@ -1,0 +1,173 @@
+"""predictions/price_quotes and monitoring/prediction_quality (daily)."""
+
+import dagster as dg
+import numpy as np
+import polars as pl
+
+from ml_platform.assets.clean import CLEAN_SHIPMENTS_KEY
+from ml_platform.assets.features import FEATURES_KEY
+from ml_platform.automation import follows_upstream
+from ml_platform.checks import evaluations
+from ml_platform.models.artifacts import ArtifactError
+from ml_platform.models.training import predict
+from ml_platform.partitions import daily_partitions
+from ml_platform.provenance.champion import CHAMPION_KEY, load_champion_model
+from ml_platform.provenance.reads import read_of
+
+PREDICTIONS_KEY = dg.AssetKey(["predictions", "price_quotes"])
+QUALITY_KEY = dg.AssetKey(["monitoring", "prediction_quality"])
+QUALITY_CHECK = dg.AssetCheckSpec("error_within_bounds", asset=QUALITY_KEY, blocking=False)
+# A day warns when more than this share of quotes is more than 20 % off the price paid...
+MAX_SHARE_OVER_20PCT = 0.10
+# ...or when its mean absolute percentage error exceeds this.
+MAX_MAPE = 0.15
+
+
+def predict_condition() -> dg.AutomationCondition:
+    """New feature days get quotes; a new champion does not rescore history (it shows as stale)."""
+    features_updated = dg.AutomationCondition.any_deps_match(
+        dg.AutomationCondition.newly_updated()
+    ).allow(dg.AssetSelection.assets(FEATURES_KEY))
+    return (
+        (dg.AutomationCondition.newly_missing() | features_updated).since_last_handled()
+        & ~dg.AutomationCondition.any_deps_missing()
+        & ~dg.AutomationCondition.any_deps_in_progress()
+        & ~dg.AutomationCondition.in_progress()
+    ).with_label("after_new_features")
+
+
+@dg.asset(
+    key=PREDICTIONS_KEY,
+    description=(
+        "The champion's price quote for every shipment of the day; each row names the model "
+        "week, model run, artifact sha256 and the champion materialization that produced it."
+    ),
+    group_name="predictions",
+    kinds={"scikit-learn", "polars"},
+    code_version="1",
+    partitions_def=daily_partitions,
+    ins={"features": dg.AssetIn(key=FEATURES_KEY), "champion": dg.AssetIn(key=CHAMPION_KEY)},
+    io_manager_key="warehouse_io_manager",
+    required_resource_keys={"lake_io_manager"},
+    metadata={"partition_expr": "partition_date"},
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    automation_condition=predict_condition(),
+)
+def price_quotes(context: dg.AssetExecutionContext, features: pl.DataFrame, champion: pl.DataFrame):
+    live = champion.sort("promoted_at").row(-1, named=True)
+    champion_read = read_of(context, CHAMPION_KEY)
+    try:
+        model = load_champion_model(live, context.resources.lake_io_manager.store())
+    except ArtifactError as e:
+        raise dg.Failure(
+            description=f"cannot score with the champion: {e}", allow_retries=False
+        ) from None
+    quotes = features.select(
+        "shipment_id", "partition_date", "lane", "transport_mode"
+    ).with_columns(
+        predicted_price_eur=pl.Series(predict(model, features), dtype=pl.Float64),
+        model_week=pl.lit(live["model_week"]),
+        model_run_id=pl.lit(live["model_run_id"]),
+        model_sha256=pl.lit(live["model_sha256"]),
+        champion_run_id=pl.lit(champion_read.run_id),
+        champion_storage_id=pl.lit(champion_read.storage_id, dtype=pl.Int64),
+    )
+    return dg.Output(quotes, metadata=_distribution(quotes, live))
+
+
+def _distribution(quotes: pl.DataFrame, live: dict) -> dict:
+    prices = quotes["predicted_price_eur"]
+    return {
+        "rows": dg.MetadataValue.int(quotes.height),
+        "model_week": dg.MetadataValue.text(live["model_week"]),
+        "model_run_id": dg.MetadataValue.text(live["model_run_id"]),
+        "predicted_price_eur": dg.MetadataValue.json(
+            {
+                "mean": float(prices.mean() or 0),
+                "p10": float(prices.quantile(0.1) or 0),
+                "p50": float(prices.median() or 0),
+                "p90": float(prices.quantile(0.9) or 0),
+            }
+        ),
+    }
+
+
+@dg.asset(
+    key=QUALITY_KEY,
+    description=(
+        "How far the day's quotes were from the prices actually paid: MAE, MAPE, bias and the "
+        "share of quotes more than 20 % off, overall (scope='overall') and per lane."
+    ),
+    group_name="monitoring",
+    kinds={"polars"},
+    code_version="1",
+    partitions_def=daily_partitions,
+    ins={
+        "predictions": dg.AssetIn(key=PREDICTIONS_KEY),
+        "actuals": dg.AssetIn(key=CLEAN_SHIPMENTS_KEY),
+    },
+    io_manager_key="warehouse_io_manager",
+    metadata={"partition_expr": "partition_date"},
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    automation_condition=follows_upstream(),
+    check_specs=[QUALITY_CHECK],
+)
+def prediction_quality(
+    context: dg.AssetExecutionContext, predictions: pl.DataFrame, actuals: pl.DataFrame
+):
+    joined = predictions.join(
+        actuals.select("shipment_id", pl.col("price_eur").alias("actual_price_eur")),
+        on="shipment_id",
+        how="inner",
+    )
+    overall = _error_stats(joined, ["partition_date"]).with_columns(
+        scope=pl.lit("overall"), lane=pl.lit(None, dtype=pl.Utf8)
+    )
+    per_lane = _error_stats(joined, ["partition_date", "lane"]).with_columns(scope=pl.lit("lane"))
+    quality = pl.concat([overall, per_lane], how="diagonal").select(
+        "partition_date",
+        "scope",
+        "lane",
+        "rows",
+        "mae",
+        "mape",
+        "bias",
+        "share_over_20pct",
+        "model_week",
+    )
+    yield dg.Output(quality.sort("partition_date", "scope", "lane", nulls_last=False))
+    yield from _quality_evaluations(context, overall)
+
+
+def _error_stats(joined: pl.DataFrame, by: list[str]) -> pl.DataFrame:
+    error = pl.col("predicted_price_eur") - pl.col("actual_price_eur")
+    relative = error.abs() / pl.col("actual_price_eur")
+    return joined.group_by(by).agg(
+        rows=pl.len().cast(pl.Int64),
+        mae=error.abs().mean(),
+        mape=relative.mean(),
+        bias=error.mean(),
+        share_over_20pct=(relative > 0.2).mean(),
+        model_week=pl.col("model_week").first(),
+    )
+
+
+def _quality_evaluations(context, overall: pl.DataFrame):
+    failures, figures = {}, {}
+    for row in overall.iter_rows(named=True):
+        day = row["partition_date"].isoformat()
+        figures[day] = {k: _round(row[k]) for k in ("rows", "mape", "bias", "share_over_20pct")}
+        if row["share_over_20pct"] > MAX_SHARE_OVER_20PCT or row["mape"] > MAX_MAPE:
+            failures[day] = {
+                "problem": (
+                    f"{row['share_over_20pct']:.1%} of quotes more than 20% off (limit "
+                    f"{MAX_SHARE_OVER_20PCT:.0%}), MAPE {row['mape']:.1%} (limit {MAX_MAPE:.0%})"
+                )
+            }
+    return evaluations(
+        context, QUALITY_CHECK, failures, figures, severity=dg.AssetCheckSeverity.WARN
+    )
+
+
+def _round(value):
+    return round(float(value), 5) if isinstance(value, float | np.floating) else value

@@ -1,0 +1,1 @@
+"""Price models: training, evaluation and safe artifacts."""
