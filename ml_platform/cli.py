@@ -47,6 +47,27 @@ def main(argv: list[str] | None = None) -> int:
         help="file an asset backfill for the daemon (dagster dev) instead of running it here",
     )
 
+    train = commands.add_parser("train", help="train one week's price model")
+    train.add_argument("--week", required=True, help="the week's Monday, YYYY-MM-DD")
+    train.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a hyperparameter, e.g. learning_rate=0.05 (repeatable)",
+    )
+
+    promote = commands.add_parser("promote", help="make a trained model week live")
+    promote.add_argument("--week", required=True)
+    promote.add_argument("--reason", required=True)
+
+    rollback = commands.add_parser("rollback", help="make the previous champion live again")
+    rollback.add_argument("--reason", required=True)
+
+    predict = commands.add_parser("predict", help="quote a day's shipments with the champion")
+    predict.add_argument("--date", required=True, help="first day, YYYY-MM-DD")
+    predict.add_argument("--to", help="last day (default: the same day)")
+
     dev = commands.add_parser("dev", help="start the Dagster UI and daemon (dagster dev)")
     dev.add_argument("--port", type=int, default=3000)
 
@@ -69,7 +90,57 @@ def main(argv: list[str] | None = None) -> int:
         return _backfill(args)
     if args.command == "dev":
         return _dev(args)
+    if args.command == "train":
+        params = dict(_parse_param(p) for p in args.param)
+        return _run_job(
+            "train_price_model",
+            partition=args.week,
+            config=_op_config("models__price_model", params),
+        )
+    if args.command == "promote":
+        return _promote(args.week, args.reason)
+    if args.command == "rollback":
+        return _rollback(args.reason)
+    if args.command == "predict":
+        return _run_job("predict_prices", first=args.date, last=args.to or args.date)
     return 2
+
+
+def _parse_param(text: str) -> tuple[str, float | int]:
+    name, _, value = text.partition("=")
+    if not value:
+        raise SystemExit(f"--param {text!r}: expected NAME=VALUE")
+    number = float(value)
+    return name, int(number) if number.is_integer() and "." not in value else number
+
+
+def _op_config(op: str, config: dict) -> dict:
+    return {"ops": {op: {"config": config}}} if config else {}
+
+
+def _promote(week: str, reason: str) -> int:
+    config = {
+        "week": week,
+        "reason": reason,
+        "promoted_by": f"manual ({os.environ.get('USER', 'cli')})",
+    }
+    return _run_job("promote_champion", config=_op_config("models__champion", config))
+
+
+def _rollback(reason: str) -> int:
+    """Promote the model that was live before the current champion."""
+    import dagster as dg
+
+    from ml_platform.provenance.champion import champion_history
+
+    with dg.DagsterInstance.get() as instance:
+        history = champion_history(instance)
+    if len(history) < 2:
+        print("nothing to roll back to: fewer than two promotions so far", file=sys.stderr)
+        return 1
+    previous = history[-1]["previous_week"]
+    print(f"rolling back from week {history[-1]['model_week']} to week {previous}")
+    return _promote(previous, f"rollback: {reason}")
 
 
 def _with_default_landing(argv: list[str]) -> list[str]:
@@ -133,6 +204,18 @@ def _backfill(args: argparse.Namespace) -> int:
 
 def _run_range(start: date, end: date, selection: str) -> int:
     """One run over the range: what `dagster asset materialize --partition-range` does."""
+    return _run_job(JOBS[selection], first=start.isoformat(), last=end.isoformat())
+
+
+def _run_job(
+    job_name: str,
+    *,
+    partition: str | None = None,
+    first: str | None = None,
+    last: str | None = None,
+    config: dict | None = None,
+) -> int:
+    """Execute one of the code location's jobs as a run on the instance (it shows in the UI)."""
     import dagster as dg
     from dagster._core.storage.tags import (
         ASSET_PARTITION_RANGE_END_TAG,
@@ -141,22 +224,31 @@ def _run_range(start: date, end: date, selection: str) -> int:
 
     from ml_platform.definitions import defs
 
-    resolved = defs.resolve_job_def(JOBS[selection])
+    job = defs.resolve_job_def(job_name)
+    tags = (
+        {ASSET_PARTITION_RANGE_START_TAG: first, ASSET_PARTITION_RANGE_END_TAG: last}
+        if first
+        else {}
+    )
     t0 = time.perf_counter()
     with dg.DagsterInstance.get() as instance:
-        result = resolved.execute_in_process(
+        result = job.execute_in_process(
             instance=instance,
-            tags={
-                ASSET_PARTITION_RANGE_START_TAG: start.isoformat(),
-                ASSET_PARTITION_RANGE_END_TAG: end.isoformat(),
-            },
+            partition_key=partition,
+            tags=tags,
+            run_config=config or {},
             raise_on_error=False,
         )
+    scope = partition or (f"{first}..{last}" if first else "")
     status = "succeeded" if result.success else "FAILED"
-    print(
-        f"run {result.run_id} {status}: {resolved.name} {start}..{end} "
-        f"in {time.perf_counter() - t0:.1f}s"
-    )
+    print(f"run {result.run_id} {status}: {job.name} {scope} in {time.perf_counter() - t0:.1f}s")
+    if not result.success:
+        for event in result.all_events:
+            if event.is_step_failure:
+                error = event.step_failure_data.error
+                while error.cause is not None:
+                    error = error.cause
+                print(f"  {event.step_key}: {error.message.strip()}", file=sys.stderr)
     return 0 if result.success else 1
 
 
