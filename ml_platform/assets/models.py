@@ -240,6 +240,9 @@ def champion(context: dg.AssetExecutionContext, config: PromotionConfig):
     history = [*champion_history(instance), promotion]
     yield dg.Output(
         _history_frame(history),
+        # The live model decides every quote: re-promoting the same artifact changes nothing
+        # downstream, promoting another one makes every quote it did not make stale.
+        data_version=dg.DataVersion(promotion["model_sha256"][:24]),
         metadata={
             PROMOTION_METADATA: dg.MetadataValue.json(promotion),
             "model_week": dg.MetadataValue.text(week),

@@ -242,3 +242,21 @@ def test_too_few_training_rows_fail_clearly(lifecycle):
     assert not result.success
     assert "cannot train week 2026-01-05" in run_failure_message(result)
     assert "minimum 1000000" in run_failure_message(result)
+
+
+def test_quotes_from_a_model_no_longer_live_show_as_stale_in_dagster(lifecycle):
+    """Dagster's own stale status (the UI's): the champion's data version is its model's sha256."""
+    from dagster._core.definitions.data_version import CachingStaleStatusResolver, StaleStatus
+    from dagster._core.loader import LoadingContextForTest
+
+    instance, defs = lifecycle["instance"], lifecycle["defs"]
+    resolver = CachingStaleStatusResolver(
+        instance, defs.resolve_asset_graph(), LoadingContextForTest(instance)
+    )
+    key = dg.AssetKey(["predictions", "price_quotes"])
+    # Scored by week 2026-02-09's model; week 2026-02-16's is live again after the rollback.
+    assert resolver.get_status(key, "2026-02-18") == StaleStatus.STALE
+    cause = resolver.get_stale_causes(key, "2026-02-18")[0]
+    assert cause.dependency.asset_key == dg.AssetKey(["models", "champion"])
+    # Scored by week 2026-02-16's model, which the rollback made live again: not stale.
+    assert resolver.get_status(key, "2026-02-25") == StaleStatus.FRESH
