@@ -1,0 +1,60 @@
+"""The ml-platform model commands, run as a user would, against one platform home."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+
+from ml_platform.provenance.champion import champion_history
+
+BIN = Path(sys.executable).parent / "ml-platform"
+
+
+def _cli(env, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([BIN, *args], env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_train_promote_predict_rollback_from_the_command_line(tmp_path):
+    home = tmp_path / "home"
+    env = {**os.environ, "ML_PLATFORM_HOME": str(home)}
+    env.pop("DAGSTER_HOME", None)
+    assert (
+        _cli(
+            env, "demo", "--days", "42", "--rows-per-day", "1000", "--materialize-days", "42"
+        ).returncode
+        == 0
+    )
+
+    small = ["--param", "min_training_rows=1000"]
+    assert _cli(env, "train", "--week", "2026-02-02", *small).returncode == 0
+    assert _cli(env, "promote", "--week", "2026-02-02", "--reason", "first model").returncode == 0
+    tolerant = [*small, "--param", "champion_tolerance=10"]
+    assert _cli(env, "train", "--week", "2026-01-26", *tolerant).returncode == 0
+    assert _cli(env, "promote", "--week", "2026-01-26", "--reason", "older data").returncode == 0
+    predicted = _cli(env, "predict", "--date", "2026-02-09", "--to", "2026-02-10")
+    assert predicted.returncode == 0, predicted.stderr
+    assert "succeeded: predict_prices 2026-02-09..2026-02-10" in predicted.stdout
+    rolled = _cli(env, "rollback", "--reason", "older data was worse")
+    assert rolled.returncode == 0, rolled.stderr
+    assert "rolling back from week 2026-01-26 to week 2026-02-02" in rolled.stdout
+
+    missing = _cli(env, "promote", "--week", "2026-01-12", "--reason", "typo")
+    assert missing.returncode == 1
+    assert "week 2026-01-12 has no materialized price_model" in missing.stderr
+
+    os.environ["DAGSTER_HOME"] = str(home / "dagster")
+    try:
+        with dg.DagsterInstance.get() as instance:
+            history = champion_history(instance)
+    finally:
+        del os.environ["DAGSTER_HOME"]
+    assert [(h["model_week"], h["reason"]) for h in history] == [
+        ("2026-02-02", "first model"),
+        ("2026-01-26", "older data"),
+        ("2026-02-02", "rollback: older data was worse"),
+    ]
+    assert all(h["promoted_by"].startswith("manual") for h in history)
