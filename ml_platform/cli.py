@@ -33,9 +33,9 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     demo = commands.add_parser("demo", help="land demo drops and materialize the first days")
-    demo.add_argument("--days", type=int, default=35)
+    demo.add_argument("--days", type=int, default=38)
     demo.add_argument("--rows-per-day", type=int, default=20_000)
-    demo.add_argument("--materialize-days", type=int, default=7)
+    demo.add_argument("--materialize-days", type=int, default=35)
 
     backfill = commands.add_parser("backfill", help="backfill a partition range")
     backfill.add_argument("--from", dest="start", required=True, help="first day, YYYY-MM-DD")
@@ -170,7 +170,11 @@ def _use_platform_dagster_home() -> None:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    """Land demo drops from the start date and materialize the first days in one run."""
+    """Land demo drops, materialize the first days, and (with enough days) train, promote, predict.
+
+    The drops after ``--materialize-days`` are left for the landing sensor to pick up once
+    the platform runs, so a newcomer sees it work.
+    """
     from ml_platform.demo.generator import GeneratorConfig, generate_drops
     from ml_platform.settings import load_settings
 
@@ -189,7 +193,30 @@ def _demo(args: argparse.Namespace) -> int:
     if args.materialize_days <= 0:
         return 0
     end = start + timedelta(days=args.materialize_days - 1)
-    return _run_range(start, end, "data")
+    if _run_range(start, end, "data"):
+        return 1
+    week = _last_trainable_week(start, end)
+    if week is None:
+        return 0
+    config = {"ops": {"models__champion": {"config": {"reason": "demo: first model"}}}}
+    return (
+        _run_job("train_price_model", partition=week.isoformat())
+        or _run_job("promote_champion", config=config)
+        or _run_job(
+            "predict_prices", first=(week + timedelta(days=7)).isoformat(), last=end.isoformat()
+        )
+    )
+
+
+def _last_trainable_week(start: date, end: date) -> date | None:
+    """The Monday of the last model week that ends before ``end`` with four weeks of features."""
+    from ml_platform.partitions import TRAINING_WEEKS
+
+    monday = end - timedelta(days=end.weekday() + 7)
+    first_feature_day = monday - timedelta(weeks=TRAINING_WEEKS - 1)
+    if first_feature_day < start or monday + timedelta(days=6) >= end:
+        return None
+    return monday
 
 
 def _backfill(args: argparse.Namespace) -> int:
@@ -293,6 +320,12 @@ def _submit_backfill(start: date, end: date, selection: str) -> int:
 
 def _dev(args: argparse.Namespace) -> int:
     """Replace this process with `dagster dev` on the repo's workspace."""
+    from ml_platform.settings import load_settings
+
+    # The UI's processes find the platform's folders by ML_PLATFORM_HOME, not by their cwd;
+    # starting in DAGSTER_HOME keeps Dagster from warning about the repo's dagster.yaml.
+    os.environ["ML_PLATFORM_HOME"] = str(load_settings().home)
+    os.chdir(os.environ["DAGSTER_HOME"])
     dagster = shutil.which("dagster") or str(Path(sys.executable).with_name("dagster"))
     cmd = [
         dagster,
