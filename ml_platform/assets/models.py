@@ -36,15 +36,9 @@ NOT_WORSE = dg.AssetCheckSpec("not_worse_than_champion", asset=PRICE_MODEL_KEY, 
 CHECK_NAMES = (BEATS_BASELINE.name, NOT_WORSE.name)
 
 
-class TrainingConfig(dg.Config):
-    """Hyperparameters: editable in the launchpad, recorded on every model."""
+class TrainingConfig(dg.Config, Hyperparameters):
+    """Hyperparameters (editable in the launchpad, recorded on every model) and the champion gate."""
 
-    learning_rate: float = 0.1
-    max_iter: int = 300
-    max_leaf_nodes: int = 31
-    l2_regularization: float = 0.0
-    holdout_days: int = 3
-    min_training_rows: int = 5_000
     # A challenger may be at most this much worse (relative MAPE) than the live champion.
     champion_tolerance: float = 0.05
 
@@ -79,11 +73,8 @@ def retrain_condition() -> dg.AutomationCondition:
     op_tags=TRAINING_POD_TAGS,
 )
 def price_model(context: dg.AssetExecutionContext, config: TrainingConfig, features: pl.DataFrame):
-    params = Hyperparameters(
-        **{k: v for k, v in config.model_dump().items() if k != "champion_tolerance"}
-    )
     try:
-        result = train_and_evaluate(features, params)
+        result = train_and_evaluate(features, config)
     except TrainingDataError as e:
         raise dg.Failure(
             description=f"cannot train week {context.partition_key}: {e}", allow_retries=False

@@ -9,14 +9,18 @@ bucket; the change token is the marker's generation, which every re-drop renews.
 from __future__ import annotations
 
 import hashlib
-import json
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from dagster_gcp import GCSResource
 from pydantic import Field, PrivateAttr
 
-from ml_platform.landing.zone import MARKER, DropFile, LandingZone, drop_fingerprint
+from ml_platform.landing.zone import (
+    MARKER,
+    DropFile,
+    LandingZone,
+    drop_fingerprint,
+    quarantine_reason,
+)
 from ml_platform.storage.gcs_object_store import join_key
 
 if TYPE_CHECKING:
@@ -134,16 +138,8 @@ class GCSLandingZone(LandingZone):
         bucket = self._gcs().bucket(self.quarantine_bucket or self.bucket)
         key = join_key(self.quarantine_prefix, f"{self.dataset}/{file.partition}/{file.name}")
         bucket.blob(key).upload_from_string(data, content_type="application/octet-stream")
-        reason_doc = {
-            "source_uri": file.uri,
-            "generation": file.generation,
-            "size": file.size,
-            "sha256": hashlib.sha256(data).hexdigest(),
-            "reason": reason,
-            "quarantined_at": datetime.now(UTC).isoformat(),
-        }
         bucket.blob(key + ".reason.json").upload_from_string(
-            json.dumps(reason_doc, indent=2), content_type="application/json"
+            quarantine_reason(file, data, reason), content_type="application/json"
         )
         return f"gs://{bucket.name}/{key}"
 

@@ -34,6 +34,21 @@ class DropFile:
     content_id: str | None = None
 
 
+def quarantine_reason(file: DropFile, data: bytes, reason: str) -> str:
+    """The JSON document stored beside a quarantined file: where it came from and why."""
+    return json.dumps(
+        {
+            "source_uri": file.uri,
+            "generation": file.generation,
+            "size": file.size,
+            "sha256": hashlib.sha256(data).hexdigest(),
+            "reason": reason,
+            "quarantined_at": datetime.now(UTC).isoformat(),
+        },
+        indent=2,
+    )
+
+
 def drop_fingerprint(files: list[DropFile], sha256_by_name: dict[str, str]) -> str:
     """Identity of a drop's content: equal exactly when every file's content is equal."""
     h = hashlib.sha256()
@@ -142,13 +157,7 @@ class LocalLandingZone(LandingZone):
         tmp = target.with_name(f".{target.name}.tmp")
         tmp.write_bytes(data)
         shutil.move(tmp, target)
-        reason_doc = {
-            "source_uri": file.uri,
-            "generation": file.generation,
-            "size": file.size,
-            "sha256": hashlib.sha256(data).hexdigest(),
-            "reason": reason,
-            "quarantined_at": datetime.now(UTC).isoformat(),
-        }
-        target.with_name(target.name + ".reason.json").write_text(json.dumps(reason_doc, indent=2))
+        target.with_name(target.name + ".reason.json").write_text(
+            quarantine_reason(file, data, reason)
+        )
         return target.absolute().as_uri()

@@ -8,6 +8,7 @@ from datetime import timedelta
 
 import numpy as np
 import polars as pl
+from pydantic import BaseModel
 
 CATEGORICAL = ["transport_mode", "carrier", "origin_country", "destination_country"]
 NUMERIC = [
@@ -28,8 +29,9 @@ class TrainingDataError(ValueError):
     """The training window cannot produce a trustworthy model."""
 
 
-@dataclass(frozen=True)
-class Hyperparameters:
+class Hyperparameters(BaseModel):
+    """The model's knobs; the Dagster run config of models/price_model extends this."""
+
     learning_rate: float = 0.1
     max_iter: int = 300
     max_leaf_nodes: int = 31

@@ -8,6 +8,7 @@ import dagster as dg
 import polars as pl
 import pytest
 
+from ml_platform.landing.reader import REQUIRED_COLUMNS
 from ml_platform.provenance.reads import INPUTS_METADATA_KEY
 from ml_platform.storage.postgres_io_manager import PostgresIOManager
 from ml_platform.storage.postgres_tables import MissingPartitionError
@@ -165,20 +166,6 @@ def test_reading_a_partition_never_written_fails_clearly(pg_env, instance):
 
 
 # -- the platform's own asset graph with the analyst tables on Postgres ---------------------
-HEADER = [
-    "shipment_id",
-    "booked_at",
-    "origin_city",
-    "origin_country",
-    "destination_city",
-    "destination_country",
-    "distance_km",
-    "weight_kg",
-    "volume_m3",
-    "transport_mode",
-    "carrier",
-    "price_eur",
-]
 LANES = [("Hamburg", "DE", "Rotterdam", "NL", 470.0), ("Lyon", "FR", "Milan", "IT", 440.0)]
 
 
@@ -187,7 +174,7 @@ def _write_drop(landing_root, day: date, rows: int) -> None:
     folder.mkdir(parents=True)
     buf = io.StringIO()
     writer = csv.writer(buf)
-    writer.writerow(HEADER)
+    writer.writerow(REQUIRED_COLUMNS)
     for i in range(rows):
         o_city, o_cc, d_city, d_cc, km = LANES[i % len(LANES)]
         booked = datetime(day.year, day.month, day.day, 8) + timedelta(minutes=i)
