@@ -6,6 +6,7 @@ import polars as pl
 from ml_platform.assets.raw import RAW_SHIPMENTS
 from ml_platform.automation import follows_upstream
 from ml_platform.checks import contract_failures, evaluations
+from ml_platform.execution import WAREHOUSE_POOL
 from ml_platform.partitions import daily_partitions
 from ml_platform.schemas import CLEAN_SHIPMENTS
 from ml_platform.storage.frames import content_hash
@@ -49,6 +50,7 @@ _SHARED = dict(
     partitions_def=daily_partitions,
     backfill_policy=dg.BackfillPolicy.single_run(),
     check_specs=[CONTRACT_CHECK, ROWS_CHECK],
+    pool=WAREHOUSE_POOL,
 )
 def clean_shipments(context: dg.AssetExecutionContext, raw: pl.DataFrame):
     clean, rejected = clean_rows(raw)

@@ -7,7 +7,7 @@ import polars as pl
 
 from ml_platform.assets.features import FEATURES_KEY
 from ml_platform.checks import evaluations
-from ml_platform.execution import TRAINING_POD_TAGS
+from ml_platform.execution import TRAINING_POD_TAGS, WAREHOUSE_POOL
 from ml_platform.models.artifacts import ArtifactError, TrainedModel
 from ml_platform.models.training import (
     FEATURES,
@@ -192,6 +192,7 @@ def promote_condition() -> dg.AutomationCondition:
     io_manager_key="warehouse_io_manager",
     required_resource_keys={"lake_io_manager"},
     output_required=False,
+    pool=WAREHOUSE_POOL,
     automation_condition=promote_condition(),
     metadata={
         "ml_platform/when_missing": "no model has been promoted yet: run `ml-platform promote --week W`"

@@ -8,6 +8,7 @@ from ml_platform.assets.clean import CLEAN_SHIPMENTS_KEY
 from ml_platform.assets.features import FEATURES_KEY
 from ml_platform.automation import follows_upstream
 from ml_platform.checks import evaluations
+from ml_platform.execution import WAREHOUSE_POOL
 from ml_platform.models.artifacts import ArtifactError
 from ml_platform.models.training import predict
 from ml_platform.partitions import daily_partitions
@@ -52,6 +53,7 @@ def predict_condition() -> dg.AutomationCondition:
     metadata={"partition_expr": "partition_date"},
     backfill_policy=dg.BackfillPolicy.single_run(),
     automation_condition=predict_condition(),
+    pool=WAREHOUSE_POOL,
 )
 def price_quotes(context: dg.AssetExecutionContext, features: pl.DataFrame, champion: pl.DataFrame):
     live = champion.sort("promoted_at").row(-1, named=True)
@@ -111,6 +113,7 @@ def _distribution(quotes: pl.DataFrame, live: dict) -> dict:
     backfill_policy=dg.BackfillPolicy.single_run(),
     automation_condition=follows_upstream(),
     check_specs=[QUALITY_CHECK],
+    pool=WAREHOUSE_POOL,
 )
 def prediction_quality(
     context: dg.AssetExecutionContext, predictions: pl.DataFrame, actuals: pl.DataFrame
