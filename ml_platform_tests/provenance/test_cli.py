@@ -11,6 +11,7 @@ from pathlib import Path
 
 import dagster as dg
 import polars as pl
+import pytest
 
 from ml_platform.demo.generator import GeneratorConfig, generate_drops
 
@@ -35,6 +36,8 @@ def _walk(tree: dict):
             yield from _walk(child)
 
 
+# About 15 subprocess commands, each loading the code location: minutes, not seconds.
+@pytest.mark.timeout(1500)
 def test_provenance_commands(tmp_path):
     home = tmp_path / "home"
     env = {**os.environ, "ML_PLATFORM_HOME": str(home)}
