@@ -14,6 +14,8 @@ from dataclasses import asdict, dataclass
 
 import dagster as dg
 
+from ml_platform.provenance.summary import PROVENANCE_MD_KEY, inputs_markdown
+
 INPUTS_METADATA_KEY = "ml_platform/inputs"
 
 
@@ -87,6 +89,15 @@ def inputs_record(context: dg.OutputContext, partition_key: str | None) -> list[
         ]
         record.append({"asset": upstream, "partitions": rows})
     return record
+
+
+def provenance_metadata(context: dg.OutputContext, partition_key: str | None) -> dict:
+    """The inputs record (for machines) and its Markdown summary (for the UI) of one partition."""
+    record = inputs_record(context, partition_key)
+    return {
+        INPUTS_METADATA_KEY: dg.MetadataValue.json(record),
+        PROVENANCE_MD_KEY: dg.MetadataValue.md(inputs_markdown(record)),
+    }
 
 
 def _mapped_upstream_keys(asset_graph, child, parent, partition_key) -> set[str] | None:

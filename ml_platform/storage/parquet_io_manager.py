@@ -20,12 +20,7 @@ import polars as pl
 
 from ml_platform.models.artifacts import FORMAT as ARTIFACT_FORMAT
 from ml_platform.models.artifacts import ArtifactError, TrainedModel, dump_model, load_model
-from ml_platform.provenance.reads import (
-    INPUTS_METADATA_KEY,
-    PartitionRead,
-    inputs_record,
-    record_reads,
-)
+from ml_platform.provenance.reads import PartitionRead, provenance_metadata, record_reads
 from ml_platform.storage.frames import content_hash, split_by_partition, to_parquet_bytes
 from ml_platform.storage.object_store import LocalObjectStore, ObjectStore, StoredObject
 
@@ -52,7 +47,7 @@ class VersionedParquetIOManager(dg.ConfigurableIOManager):
         if isinstance(obj, TrainedModel):
             key = context.partition_key if context.has_asset_partitions else None
             meta = self._write_model(context, key, obj)
-            meta[INPUTS_METADATA_KEY] = dg.MetadataValue.json(inputs_record(context, key))
+            meta.update(provenance_metadata(context, key))
             context.add_output_metadata(meta)
             return
         df = obj.collect() if isinstance(obj, pl.LazyFrame) else obj
@@ -69,7 +64,7 @@ class VersionedParquetIOManager(dg.ConfigurableIOManager):
             frames = split_by_partition(df, column, keys)
         for key, frame in frames.items():
             meta = self._write_partition(context, key, frame)
-            meta[INPUTS_METADATA_KEY] = dg.MetadataValue.json(inputs_record(context, key))
+            meta.update(provenance_metadata(context, key))
             if key is None or len(keys) == 1:
                 context.add_output_metadata(meta)
             else:

@@ -16,12 +16,7 @@ import dagster as dg
 import polars as pl
 from pydantic import Field
 
-from ml_platform.provenance.reads import (
-    INPUTS_METADATA_KEY,
-    PartitionRead,
-    inputs_record,
-    record_reads,
-)
+from ml_platform.provenance.reads import PartitionRead, provenance_metadata, record_reads
 from ml_platform.storage.frames import split_by_partition
 from ml_platform.storage.postgres_tables import (
     PartitionVersion,
@@ -75,9 +70,7 @@ class PostgresIOManager(dg.ConfigurableIOManager):
         versions = tables.write(schema, table, frames, context.run_id, column)
         for version in versions:
             meta = _metadata(tables, schema, table, version, keys)
-            meta[INPUTS_METADATA_KEY] = dg.MetadataValue.json(
-                inputs_record(context, version.partition)
-            )
+            meta.update(provenance_metadata(context, version.partition))
             if version.partition is None or len(keys) == 1:
                 context.add_output_metadata(meta)
             else:

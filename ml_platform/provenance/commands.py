@@ -1,0 +1,280 @@
+"""The provenance commands of `ml-platform`: lineage, impact, stale, last-training, champion, explain.
+
+Each returns a JSON-ready dict (``--format json``) and renders it as readable text otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import UTC, datetime
+
+import dagster as dg
+import polars as pl
+
+from ml_platform.provenance.champion import CHAMPION_KEY, PRICE_MODEL_KEY, current_champion
+from ml_platform.provenance.impact import impact, starts_for_file, starts_for_partition
+from ml_platform.provenance.lineage import Lineage, Node, attach_checks, backward, node_from_record
+from ml_platform.provenance.staleness import stale_partitions
+from ml_platform.provenance.summary import partition_ranges
+
+PREDICTIONS_KEY = dg.AssetKey(["predictions", "price_quotes"])
+FEATURES = "features/shipment_features"
+
+
+def when(ts: float | None) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S UTC") if ts else "?"
+
+
+# -- lineage -------------------------------------------------------------------------------
+def lineage_text(lineage: Lineage) -> str:
+    lines: list[str] = []
+    seen: set[int] = set()
+
+    def walk(storage_id: int, prefix: str, last: bool, top: bool) -> None:
+        node = lineage.nodes[storage_id]
+        branch = "" if top else ("└─ " if last else "├─ ")
+        lines.append(f"{prefix}{branch}{_headline(node)}")
+        child_prefix = prefix + ("" if top else ("   " if last else "│  "))
+        if storage_id in seen:
+            lines[-1] += "  (expanded above)"
+            return
+        seen.add(storage_id)
+        for detail in _details(node):
+            lines.append(f"{child_prefix}   {detail}")
+        children = [(e["asset"], i) for e in node.inputs for i in e["storage_ids"]]
+        unresolved = [(e["asset"], r) for e in node.inputs for r in e.get("unresolved", [])]
+        for k, (_, child) in enumerate(children):
+            walk(child, child_prefix, k == len(children) - 1 and not unresolved, False)
+        for asset, read in unresolved:
+            lines.append(f"{child_prefix}└─ {asset} {read['partition']}: read not resolved")
+
+    walk(lineage.root, "", True, True)
+    return "\n".join(lines)
+
+
+def _headline(n: Node) -> str:
+    part = f" {n.partition}" if n.partition else ""
+    return f"{n.asset}{part}  [{n.status}]  run {n.run_id[:8]}  #{n.storage_id}"
+
+
+def _details(n: Node) -> list[str]:
+    out = [
+        f"at {when(n.timestamp)}  code v{n.code_version}  data {str(n.data_version)[:16]}"
+        + (f"  rows {n.rows}" if n.rows is not None else "")
+    ]
+    if n.uri:
+        out.append(f"uri {n.uri}" + (f"  sha256 {n.sha256[:16]}…" if n.sha256 else ""))
+    if n.status_detail:
+        out.append(f"stored version: {n.status_detail}")
+    if n.checks:
+        out.append(
+            "checks: "
+            + ", ".join(f"{c['check']} {'passed' if c['passed'] else 'FAILED'}" for c in n.checks)
+        )
+    promotion = n.extra.get("promotion")
+    if promotion:
+        out.append(
+            f"promotion: model week {promotion['model_week']} run {promotion['model_run_id'][:8]}"
+            f" by {promotion['promoted_by']} ({promotion['reason']})"
+        )
+    for f in n.source_files:
+        out.append(
+            f"source file {f['uri']}  gen {f['generation']}  {f['size']} B  sha256 {f['sha256'][:16]}…"
+        )
+    return out
+
+
+def shipment_row(lineage: Lineage, verifier, shipment_id: str) -> dict:
+    """One prediction row and the feature values it was scored from, from the versions read."""
+    root = lineage.node(lineage.root)
+    quotes = verifier.load(root).filter(pl.col("shipment_id") == shipment_id)
+    if quotes.is_empty():
+        raise LookupError(
+            f"shipment {shipment_id} is not in {root.ref} (materialization {root.storage_id})"
+        )
+    features_ids = [i for e in root.inputs if e["asset"] == FEATURES for i in e["storage_ids"]]
+    features = pl.concat(
+        [verifier.load(lineage.node(i)) for i in features_ids], how="diagonal"
+    ).filter(pl.col("shipment_id") == shipment_id)
+    return {
+        "prediction": quotes.to_dicts()[0],
+        "features": features.to_dicts()[0] if features.height else None,
+        "features_storage_ids": features_ids,
+    }
+
+
+# -- impact --------------------------------------------------------------------------------
+def run_impact(instance, graph, asset: str | None, partition: str | None, file: str | None):
+    if file:
+        starts = starts_for_file(instance, file)
+        if not starts:
+            raise LookupError(f"no raw materialization lists the source file {file}")
+    else:
+        key = dg.AssetKey.from_user_string(asset)
+        starts = starts_for_partition(instance, key, partition)
+        if not starts:
+            raise LookupError(f"{asset} {partition or ''} has no materialization")
+    return [i.as_dict() for i in impact(instance, graph, starts)]
+
+
+def impact_text(items: list[dict]) -> str:
+    lines = [
+        f"{len(items)} materializations used it ({sum(i['superseded'] for i in items)} superseded since):"
+    ]
+    for i in items:
+        part = f" {i['partition']}" if i["partition"] else ""
+        state = "superseded" if i["superseded"] else "CURRENT"
+        lines.append(
+            f"  {state:<10} {i['asset']}{part}  #{i['storage_id']}  run {i['run_id'][:8]}  {when(i['timestamp'])}"
+        )
+    return "\n".join(lines)
+
+
+# -- stale ---------------------------------------------------------------------------------
+def run_stale(instance, graph) -> list[dict]:
+    return [s.as_dict() for s in stale_partitions(instance, graph)]
+
+
+def stale_text(items: list[dict]) -> str:
+    if not items:
+        return "nothing is stale"
+    lines = [f"{len(items)} stale partitions:"]
+    for s in items:
+        part = f" {s['partition']}" if s["partition"] else ""
+        lines.append(f"  {s['asset']}{part}  (#{s['storage_id']})")
+        for r in s["reasons"]:
+            lines.append(f"      {r['kind']}: {r['detail']}")
+    return "\n".join(lines)
+
+
+def backfill_stale(instance, graph, items: list[dict]) -> str | None:
+    """File one asset backfill of exactly the stale partitions; its id (None: nothing to do)."""
+    from dagster._core.definitions.assets.graph.asset_graph_subset import AssetGraphSubset
+    from dagster._core.execution.backfill import PartitionBackfill
+    from dagster._core.utils import make_new_backfill_id
+
+    if not items:
+        return None
+    partitions: dict[dg.AssetKey, set[str]] = {}
+    unpartitioned: set[dg.AssetKey] = set()
+    for s in items:
+        key = dg.AssetKey.from_user_string(s["asset"])
+        if s["partition"] is None:
+            unpartitioned.add(key)
+        else:
+            partitions.setdefault(key, set()).add(s["partition"])
+    subsets = {
+        key: graph.get(key).partitions_def.subset_with_partition_keys(sorted(keys))
+        for key, keys in partitions.items()
+    }
+    backfill = PartitionBackfill.from_asset_graph_subset(
+        backfill_id=make_new_backfill_id(),
+        backfill_timestamp=time.time(),
+        tags={},
+        dynamic_partitions_store=instance,
+        asset_graph_subset=AssetGraphSubset(
+            partitions_subsets_by_asset_key=subsets, non_partitioned_asset_keys=unpartitioned
+        ),
+        title="ml-platform stale --backfill",
+        description=f"{len(items)} stale partitions",
+        run_config=None,
+    )
+    instance.add_backfill(backfill)
+    return backfill.backfill_id
+
+
+# -- everyday questions --------------------------------------------------------------------
+def last_training(instance) -> dict:
+    records = instance.fetch_materializations(PRICE_MODEL_KEY, limit=1).records
+    if not records:
+        raise LookupError("no price model has been trained yet: ml-platform train --week W")
+    record = records[0]
+    node = node_from_record(record)
+    attach_checks(instance, [node])
+    meta = record.asset_materialization.metadata
+    keys = (
+        "holdout_mape",
+        "holdout_mae",
+        "holdout_r2",
+        "baseline_mape",
+        "rows_train",
+        "rows_holdout",
+    )
+    run = instance.get_run_by_id(record.run_id)
+    return {
+        "week": record.partition_key,
+        "run_id": record.run_id,
+        "run_status": run.status.value if run else None,
+        "storage_id": record.storage_id,
+        "at": when(record.timestamp),
+        "metrics": {k: meta[k].value for k in keys if k in meta},
+        "hyperparameters": meta["hyperparameters"].value if "hyperparameters" in meta else None,
+        "training_window": node.extra.get("training_window"),
+        "checks": node.checks,
+        "artifact": {"uri": node.uri, "sha256": node.sha256},
+    }
+
+
+def champion_info(instance) -> dict:
+    live = current_champion(instance)
+    if live is None:
+        raise LookupError("no model has been promoted yet: ml-platform promote --week W")
+    return live
+
+
+def explain(instance, day: str, verifier=None) -> dict:
+    """Which model and which input data made a day's predictions, and how to re-run them."""
+    lineage = backward(instance, PREDICTIONS_KEY, day, verifier=verifier)
+    root = lineage.node(lineage.root)
+    (champion,) = lineage.by_asset(CHAMPION_KEY.to_user_string())
+    promotion = champion.extra["promotion"]
+    live = current_champion(instance)
+
+    def versions(asset: str) -> dict:
+        nodes = lineage.by_asset(asset)
+        return {
+            "partitions": partition_ranges([n.partition for n in nodes]),
+            "materializations": len(nodes),
+            "runs": sorted({n.run_id for n in nodes}),
+        }
+
+    rerun = [f"ml-platform predict --date {day}"]
+    if live and live["model_sha256"] != promotion["model_sha256"]:
+        rerun.insert(
+            0,
+            f"ml-platform promote --week {promotion['model_week']} --reason 'reproduce {day}'",
+        )
+    return {
+        "predictions": {
+            "partition": day,
+            "storage_id": root.storage_id,
+            "run_id": root.run_id,
+            "at": when(root.timestamp),
+        },
+        "model": {
+            "week": promotion["model_week"],
+            "run_id": promotion["model_run_id"],
+            "storage_id": promotion["model_storage_id"],
+            "uri": promotion["model_uri"],
+            "sha256": promotion["model_sha256"],
+        },
+        "champion": {
+            "storage_id": champion.storage_id,
+            "run_id": champion.run_id,
+            "promoted_at": promotion.get("promoted_at"),
+        },
+        "still_live": bool(live and live["model_sha256"] == promotion["model_sha256"]),
+        "inputs": {a: versions(a) for a in (FEATURES, "clean/shipments", "raw/shipments")},
+        "raw_files": sorted(
+            {f["uri"] for n in lineage.by_asset("raw/shipments") for f in n.source_files}
+        ),
+        "unverified_or_changed": sorted(
+            n.ref for n in lineage.nodes.values() if n.status not in ("verified", "unverified")
+        ),
+        "rerun": rerun,
+    }
+
+
+def as_text(value) -> str:
+    return json.dumps(value, indent=2, default=str)

@@ -1,0 +1,144 @@
+"""Stale partitions and why, from the exact inputs each current materialization read.
+
+A partition's current (latest) materialization is stale when
+- ``new_upstream_data``: an input partition it read has since been materialized again with a
+  different data version (Dagster's own staleness compares a partitioned input's latest
+  version only through its partition mapping and timestamps; this compares what was read);
+- ``new_code_version``: it was written by another code version than the asset's current one;
+- ``new_champion``: quotes scored by a champion other than the live one;
+- ``upstream_stale``: an input version it read is current but itself stale, so rebuilding
+  that input will make this one stale too (a backfill must include both).
+
+The champion itself is never reported: which model is live is a promotion decision.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import dagster as dg
+
+from ml_platform.provenance.champion import CHAMPION_KEY
+from ml_platform.provenance.impact import _topological_downstream
+from ml_platform.provenance.lineage import CODE_VERSION_TAG, DATA_VERSION_TAG, fetch_by_storage_ids
+from ml_platform.provenance.reads import INPUTS_METADATA_KEY
+
+
+@dataclass
+class StalePartition:
+    asset: str
+    partition: str | None
+    storage_id: int
+    run_id: str
+    reasons: list[dict] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return {
+            "asset": self.asset,
+            "partition": self.partition,
+            "storage_id": self.storage_id,
+            "run_id": self.run_id,
+            "reasons": self.reasons,
+        }
+
+
+def latest_records(instance: dg.DagsterInstance, node) -> dict[str | None, object]:
+    """Partition (None: unpartitioned) -> its latest materialization record."""
+    key = node.key
+    if not node.is_partitioned:
+        records = instance.fetch_materializations(key, limit=1).records
+        return {None: records[0]} if records else {}
+    ids = instance.get_latest_storage_id_by_partition(
+        key, dg.DagsterEventType.ASSET_MATERIALIZATION
+    )
+    return {r.partition_key: r for r in fetch_by_storage_ids(instance, key, ids.values())}
+
+
+def stale_partitions(
+    instance: dg.DagsterInstance, asset_graph, exclude: tuple[dg.AssetKey, ...] = (CHAMPION_KEY,)
+) -> list[StalePartition]:
+    """Every stale current partition of every materializable asset, in graph order."""
+    roots = {n.key for n in asset_graph.asset_nodes if n.is_materializable and not n.parent_keys}
+    order = sorted(roots) + _topological_downstream(asset_graph, roots)
+    latest: dict[str, dict] = {}
+    stale: dict[tuple[str, str | None], StalePartition] = {}
+    for key in order:
+        node = asset_graph.get(key)
+        if not node.is_materializable:
+            continue
+        asset = key.to_user_string()
+        latest[asset] = latest_records(instance, node)
+        if key in exclude:
+            continue
+        for partition, record in sorted(latest[asset].items(), key=lambda kv: str(kv[0])):
+            reasons = _reasons(record, node, latest, stale)
+            if reasons:
+                stale[(asset, partition)] = StalePartition(
+                    asset, partition, record.storage_id, record.run_id, reasons
+                )
+    return list(stale.values())
+
+
+def _reasons(record, node, latest: dict[str, dict], stale: dict) -> list[dict]:
+    mat = record.asset_materialization
+    reasons = []
+    written_by = (mat.tags or {}).get(CODE_VERSION_TAG)
+    if node.code_version is not None and written_by != node.code_version:
+        reasons.append(
+            {
+                "kind": "new_code_version",
+                "detail": f"written by code version {written_by}, current is {node.code_version}",
+            }
+        )
+    entry = mat.metadata.get(INPUTS_METADATA_KEY)
+    for upstream in entry.value if entry is not None else []:
+        asset = upstream["asset"]
+        for read in upstream["partitions"]:
+            now = latest.get(asset, {}).get(read["partition"])
+            reason = _input_reason(asset, read, now, stale)
+            if reason:
+                reasons.append(reason)
+    return reasons
+
+
+def _input_reason(asset: str, read: dict, now, stale: dict) -> dict | None:
+    where = asset + (f" {read['partition']}" if read["partition"] else "")
+    if now is None:
+        return None
+    now_version = (now.asset_materialization.tags or {}).get(DATA_VERSION_TAG)
+    if now.storage_id != read.get("storage_id"):
+        same = now_version is not None and now_version == read.get("data_version")
+        if same:  # re-materialized with identical content: nothing to redo
+            return None
+        if asset == CHAMPION_KEY.to_user_string():
+            promotion = now.asset_materialization.metadata["ml_platform/promotion"].value
+            return {
+                "kind": "new_champion",
+                "upstream": asset,
+                "read_storage_id": read.get("storage_id"),
+                "current_storage_id": now.storage_id,
+                "detail": (
+                    f"scored by champion materialization {read.get('storage_id')}; live is "
+                    f"{now.storage_id} (model week {promotion['model_week']}, "
+                    f"run {promotion['model_run_id']})"
+                ),
+            }
+        return {
+            "kind": "new_upstream_data",
+            "upstream": asset,
+            "partition": read["partition"],
+            "read_storage_id": read.get("storage_id"),
+            "current_storage_id": now.storage_id,
+            "detail": (
+                f"{where}: read materialization {read.get('storage_id')} (run {read['run_id']}), "
+                f"now {now.storage_id} (run {now.run_id})"
+            ),
+        }
+    if (asset, read["partition"]) in stale:
+        return {
+            "kind": "upstream_stale",
+            "upstream": asset,
+            "partition": read["partition"],
+            "detail": f"{where} is itself stale",
+        }
+    return None
