@@ -33,6 +33,7 @@ from ml_platform.devtools.postgres_server import PostgresServer
 from ml_platform.provenance.champion import CHAMPION_KEY, current_champion
 from ml_platform.provenance.reads import INPUTS_METADATA_KEY
 from ml_platform.storage.gcs_io_manager import GCSParquetIOManager
+from ml_platform.storage.retention import DEFAULT_PROTECTED_ASSETS, referenced_uris
 from ml_platform_tests.fixtures.gcs import emulator_environment, start_emulator
 from ml_platform_tests.fixtures.postgres import fresh_database, postgres_instance
 from ml_platform_tests.pipeline.helpers import (
@@ -166,7 +167,15 @@ def _run_everything(defs, instance, pg, client, drops, home) -> Prod:
     runs["rewrite"] = p.run(["features/shipment_features"], partition=SUPERSEDED_FEATURES_DAY)
     assert runs["rewrite"].success, run_failure_message(runs["rewrite"])
 
-    before = {"objects": {b.name: b.md5_hash for b in client.list_blobs(LAKE_BUCKET)}}
+    before = {
+        "objects": {b.name for b in client.list_blobs(LAKE_BUCKET)},
+        "referenced": referenced_uris(
+            instance, [dg.AssetKey.from_user_string(k) for k in DEFAULT_PROTECTED_ASSETS]
+        ),
+        "last_quotes": defs.load_asset_value(
+            PREDICTIONS_KEY, partition_key=PREDICTED[-1], instance=instance
+        ),
+    }
     runs["retention"] = defs.resolve_job_def("retention_job").execute_in_process(
         instance=instance,
         run_config={"ops": {"remove_old_versions": {"config": {"older_than": "0"}}}},
@@ -413,14 +422,15 @@ def test_after_retention_the_champion_and_predictions_still_load(prod):
 
     champion = current_champion(prod.instance)
     load_champion_model(champion, _lake().store())  # verifies the sha256 as well
-    for asset in ("predictions/price_quotes", "models/price_model"):
-        for day in PREDICTED if asset.startswith("predictions") else [WEEK]:
-            for read in sum(
-                _inputs(latest_materialization(prod.instance, asset, day)).values(), []
-            ):
-                if read["uri"].startswith("gs://"):
-                    key = read["uri"].removeprefix(f"gs://{LAKE_BUCKET}/")
-                    assert prod.client.bucket(LAKE_BUCKET).get_blob(key) is not None, read["uri"]
+    # Everything the champion and the predictions were made from, followed transitively
+    # (model, its training features, their clean inputs, the raw those read), is still there.
+    in_lake = {
+        uri for uri in prod.before_retention["referenced"] if uri.startswith(f"gs://{LAKE_BUCKET}/")
+    }
+    assert any("/models/price_model/" in uri for uri in in_lake)
+    assert any("/raw/shipments/" in uri for uri in in_lake)
+    after = {f"gs://{LAKE_BUCKET}/{b.name}" for b in prod.client.list_blobs(LAKE_BUCKET)}
+    assert in_lake <= after
     stored = prod.defs.load_asset_value(
         PREDICTIONS_KEY, partition_key=PREDICTED[0], instance=prod.instance
     )
@@ -431,6 +441,13 @@ def test_after_retention_the_champion_and_predictions_still_load(prod):
         PREDICTIONS_KEY, partition_key=PREDICTED[-1], instance=prod.instance
     )
     assert set(rescored["model_week"]) == {WEEK}
+    # Same champion, same features: the same quotes as before retention.
+    columns = ["shipment_id", "predicted_price_eur", "model_sha256"]
+    assert (
+        rescored.select(columns)
+        .sort("shipment_id")
+        .equals(prod.before_retention["last_quotes"].select(columns).sort("shipment_id"))
+    )
     quality = prod.defs.load_asset_value(
         QUALITY_KEY, partition_key=PREDICTED[-1], instance=prod.instance
     )
