@@ -74,7 +74,6 @@ class Prod:
     drops: list[DropSummary]
     home: Path
     runs: dict[str, dg.ExecuteInProcessResult]
-    ingest_runs: list[dg.ExecuteInProcessResult]
     requests: list[dg.RunRequest]
     # Taken before retention ran, to compare with what is left after it.
     before_retention: dict
@@ -184,7 +183,7 @@ def _run_everything(defs, instance, pg, client, drops, home) -> Prod:
     assert runs["retention"].success, run_failure_message(runs["retention"])
     # After retention: score the last day again from what is left in the lake.
     runs["predict_again"] = p.predict(PREDICTED[-1], PREDICTED[-1])
-    return Prod(defs, instance, pg, client, drops, home, runs, ingest_runs, requests, before)
+    return Prod(defs, instance, pg, client, drops, home, runs, requests, before)
 
 
 # -- helpers -----------------------------------------------------------------------------------
@@ -306,7 +305,15 @@ def test_features_in_the_lake_read_clean_partitions_from_postgres(prod):
     window = [(date.fromisoformat(_days()[-1]) - timedelta(days=i)).isoformat() for i in range(29)]
     assert [r["partition"] for r in reads] == sorted(window)
     assert {r["uri"] for r in reads} == {_pg_uri(prod.pg, "clean.shipments", d) for d in window}
-    assert all(r["storage_id"] is not None for r in reads)
+    # Resolved to the Postgres instance's own materialization events.
+    for read in reads[-3:]:
+        record = prod.instance.fetch_materializations(
+            dg.AssetRecordsFilter(
+                asset_key=dg.AssetKey(["clean", "shipments"]), asset_partitions=[read["partition"]]
+            ),
+            limit=1,
+        ).records[0]
+        assert (read["storage_id"], read["run_id"]) == (record.storage_id, record.run_id)
 
 
 # -- the model, its promotion and the quotes ---------------------------------------------------
