@@ -43,9 +43,24 @@ _MAX_STEPS = 256
 
 
 def record_reads(context: dg.InputContext, reads: list[PartitionRead]) -> None:
-    """Remember what this step read of the input's upstream asset, resolved to events."""
+    """Remember what this step read of the input's upstream asset, resolved to events.
+
+    A load outside any step (``Definitions.load_asset_value``, a notebook) has no output to
+    attach provenance to: nothing is recorded.
+    """
+    step_context = _step_context_or_none(context)
+    if step_context is None:
+        return
     resolve_materializations(context.instance, context.asset_key, reads)
-    record_step_reads(context.step_context, context.asset_key, reads)
+    record_step_reads(step_context, context.asset_key, reads)
+
+
+def _step_context_or_none(context: dg.InputContext):
+    # InputContext has no public "has a step" test; its step_context raises when it has none.
+    try:
+        return context.step_context
+    except dg.DagsterInvariantViolationError:
+        return None
 
 
 def record_step_reads(step_context, asset_key: dg.AssetKey, reads: list[PartitionRead]) -> None:

@@ -18,6 +18,7 @@ import pytest
 from ml_platform.demo.generator import GeneratorConfig, expected_price, generate_drops
 from ml_platform.provenance.champion import champion_history, current_champion
 from ml_platform_tests.pipeline.helpers import (
+    Platform,
     current_frame,
     latest_materialization,
     run_failure_message,
@@ -27,51 +28,6 @@ START = date(2026, 1, 1)
 SHOCK = date(2026, 2, 23)
 DAYS = 63  # through 2026-03-04
 CONFIG = GeneratorConfig(rows_per_day=1_500, shock_date=SHOCK, bad_row_share=0.0)
-
-
-class Platform:
-    """Drives the platform's own jobs and CLI-equivalent materializations on one instance."""
-
-    def __init__(self, defs: dg.Definitions, instance: dg.DagsterInstance) -> None:
-        self.defs, self.instance = defs, instance
-
-    def run(self, selection: list[str], *, partition=None, first=None, last=None, config=None):
-        job = dg.define_asset_job(
-            "test_run", selection=[dg.AssetKey.from_user_string(s) for s in selection]
-        )
-        resolved = dg.Definitions.merge(self.defs, dg.Definitions(jobs=[job])).resolve_job_def(
-            "test_run"
-        )
-        tags = {}
-        if first:
-            tags = {
-                "dagster/asset_partition_range_start": first,
-                "dagster/asset_partition_range_end": last,
-            }
-        return resolved.execute_in_process(
-            instance=self.instance,
-            partition_key=partition,
-            tags=tags,
-            run_config=config or {},
-            raise_on_error=False,
-        )
-
-    def train(self, week: str, **params):
-        config = {"ops": {"models__price_model": {"config": params}}} if params else None
-        return self.run(["models/price_model"], partition=week, config=config)
-
-    def promote(self, week: str | None = None, reason: str = "", by: str = "manual"):
-        cfg = {"promoted_by": by, "reason": reason or "test"}
-        if week:
-            cfg["week"] = week
-        elif not reason:
-            cfg = {}
-        return self.run(["models/champion"], config={"ops": {"models__champion": {"config": cfg}}})
-
-    def predict(self, first: str, last: str):
-        return self.run(
-            ["predictions/price_quotes", "monitoring/prediction_quality"], first=first, last=last
-        )
 
 
 @pytest.fixture(scope="module")

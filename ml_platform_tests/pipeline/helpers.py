@@ -21,13 +21,15 @@ class SensorDriver:
         self.cursor: str | None = None
 
     def tick(self) -> list[dg.RunRequest]:
-        context = dg.build_sensor_context(
+        # Opened as a context manager, like the daemon does: resources with nested resources
+        # (the GCS landing zone's GCSResource) are initialized as generators.
+        with dg.build_sensor_context(
             instance=self.instance,
             cursor=self.cursor,
             resources={"landing": self.landing},
             definitions=self.defs,
-        )
-        data = landing_zone_sensor.evaluate_tick(context)
+        ) as context:
+            data = landing_zone_sensor.evaluate_tick(context)
         self.cursor = data.cursor
         return list(data.run_requests or [])
 
@@ -150,3 +152,48 @@ def _contiguous_ranges(partitions: list[str]) -> list[tuple[str, str]]:
             start = cur
     ranges.append((start.isoformat(), days[-1].isoformat()))
     return ranges
+
+
+class Platform:
+    """Drives the platform's own jobs and CLI-equivalent materializations on one instance."""
+
+    def __init__(self, defs: dg.Definitions, instance: dg.DagsterInstance) -> None:
+        self.defs, self.instance = defs, instance
+
+    def run(self, selection: list[str], *, partition=None, first=None, last=None, config=None):
+        job = dg.define_asset_job(
+            "test_run", selection=[dg.AssetKey.from_user_string(s) for s in selection]
+        )
+        resolved = dg.Definitions.merge(self.defs, dg.Definitions(jobs=[job])).resolve_job_def(
+            "test_run"
+        )
+        tags = {}
+        if first:
+            tags = {
+                "dagster/asset_partition_range_start": first,
+                "dagster/asset_partition_range_end": last,
+            }
+        return resolved.execute_in_process(
+            instance=self.instance,
+            partition_key=partition,
+            tags=tags,
+            run_config=config or {},
+            raise_on_error=False,
+        )
+
+    def train(self, week: str, **params):
+        config = {"ops": {"models__price_model": {"config": params}}} if params else None
+        return self.run(["models/price_model"], partition=week, config=config)
+
+    def promote(self, week: str | None = None, reason: str = "", by: str = "manual"):
+        cfg = {"promoted_by": by, "reason": reason or "test"}
+        if week:
+            cfg["week"] = week
+        elif not reason:
+            cfg = {}
+        return self.run(["models/champion"], config={"ops": {"models__champion": {"config": cfg}}})
+
+    def predict(self, first: str, last: str):
+        return self.run(
+            ["predictions/price_quotes", "monitoring/prediction_quality"], first=first, last=last
+        )

@@ -165,6 +165,17 @@ def test_reading_a_partition_never_written_fails_clearly(pg_env, instance):
         )
 
 
+def test_a_stored_partition_loads_outside_a_run(pg_env, instance):
+    """Definitions.load_asset_value (notebooks, analysts) reads without recording provenance."""
+    _run_range(instance, [days_asset], "2026-01-01", "2026-01-02")
+    defs = dg.Definitions(
+        assets=[days_asset], resources={"warehouse_io_manager": PostgresIOManager()}
+    )
+    loaded = defs.load_asset_value(days_asset.key, partition_key="2026-01-02", instance=instance)
+    assert loaded.height == 11
+    assert loaded["partition_date"].unique().to_list() == [date(2026, 1, 2)]
+
+
 # -- the platform's own asset graph with the analyst tables on Postgres ---------------------
 LANES = [("Hamburg", "DE", "Rotterdam", "NL", 470.0), ("Lyon", "FR", "Milan", "IT", 440.0)]
 

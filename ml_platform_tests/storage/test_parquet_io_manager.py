@@ -148,3 +148,13 @@ def test_object_keys_cannot_escape_the_storage_root(tmp_path):
     store = LocalObjectStore(tmp_path / "lake")
     with pytest.raises(ValueError, match="escapes the storage root"):
         store.put("../../etc/evil", b"x")
+
+
+def test_a_stored_partition_loads_outside_a_run(tmp_path, instance):
+    """Definitions.load_asset_value (notebooks, analysts) reads without recording provenance."""
+    _materialize(tmp_path, instance, [numbers], partition_key="2026-01-02")
+    defs = dg.Definitions(
+        assets=[numbers], resources={"lake": LocalParquetIOManager(root=str(tmp_path / "lake"))}
+    )
+    loaded = defs.load_asset_value(numbers.key, partition_key="2026-01-02", instance=instance)
+    assert loaded.equals(_frame("2026-01-02", 3))
