@@ -13,7 +13,7 @@ import dagster as dg
 import pytest
 
 from ml_platform.demo.generator import GeneratorConfig, generate_drops
-from ml_platform_tests.models.test_model_lifecycle import Platform
+from ml_platform_tests.pipeline.helpers import Platform
 
 NOW = datetime(2026, 2, 11, 12, tzinfo=UTC)  # latest complete model week: 2026-02-02
 SMALL_MODEL = {"min_training_rows": 1_000}

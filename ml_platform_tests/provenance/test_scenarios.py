@@ -19,8 +19,7 @@ from ml_platform.provenance.impact import impact, starts_for_file, starts_for_pa
 from ml_platform.provenance.lineage import backward
 from ml_platform.provenance.staleness import stale_partitions
 from ml_platform.provenance.verify import verifier_for
-from ml_platform_tests.models.test_model_lifecycle import Platform
-from ml_platform_tests.pipeline.helpers import run_failure_message
+from ml_platform_tests.pipeline.helpers import Platform, run_failure_message
 
 START = date(2026, 1, 1)
 DAYS = 46  # through 2026-02-15
