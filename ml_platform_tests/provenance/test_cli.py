@@ -49,7 +49,8 @@ def test_provenance_commands(tmp_path):
         == 0
     )
     assert _cli(env, "promote", "--week", "2026-02-02", "--reason", "first").returncode == 0
-    assert _cli(env, "predict", "--date", "2026-02-09", "--to", "2026-02-10").returncode == 0
+    # The demo already promoted a model and quoted 2026-02-09..11: quote them all again.
+    assert _cli(env, "predict", "--date", "2026-02-09", "--to", "2026-02-11").returncode == 0
 
     tree = _json(env, "lineage", "predictions/price_quotes", "--partition", "2026-02-09")
     nodes = [n for n in _walk(tree) if "ref" not in n]
