@@ -53,8 +53,10 @@ def test_train_promote_predict_rollback_from_the_command_line(tmp_path):
     finally:
         del os.environ["DAGSTER_HOME"]
     assert [(h["model_week"], h["reason"]) for h in history] == [
+        ("2026-02-02", "demo: first model"),  # `ml-platform demo` trains and promotes one
         ("2026-02-02", "first model"),
         ("2026-01-26", "older data"),
         ("2026-02-02", "rollback: older data was worse"),
     ]
-    assert all(h["promoted_by"].startswith("manual") for h in history)
+    assert history[0]["promoted_by"] == "automation"
+    assert all(h["promoted_by"].startswith("manual") for h in history[1:])
