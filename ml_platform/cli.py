@@ -391,41 +391,26 @@ def _run_job(
 
 
 def _submit_backfill(start: date, end: date, selection: str) -> int:
-    """File an asset backfill of exactly these days for every selected asset.
-
-    Built from an explicit asset-graph subset, as the UI's range dialog does: Dagster's
-    anchor-based constructor would also pull in every downstream day whose 28-day window
-    touches the range, days whose inputs may not exist yet.
-    """
+    """File an asset backfill of exactly these days for every selected asset."""
     import dagster as dg
-    from dagster._core.definitions.assets.graph.asset_graph_subset import AssetGraphSubset
-    from dagster._core.execution.backfill import PartitionBackfill
-    from dagster._core.utils import make_new_backfill_id
 
+    from ml_platform.backfills import file_backfill
     from ml_platform.definitions import defs
     from ml_platform.partitions import daily_partitions
 
     graph = defs.resolve_asset_graph()
     keys = sorted(dg.AssetSelection.from_string(selection).resolve(graph))
-    partitions = daily_partitions.get_partition_keys_in_range(
+    days = daily_partitions.get_partition_keys_in_range(
         dg.PartitionKeyRange(start.isoformat(), end.isoformat())
     )
-    subset = daily_partitions.subset_with_partition_keys(partitions)
     with dg.DagsterInstance.get() as instance:
-        backfill = PartitionBackfill.from_asset_graph_subset(
-            backfill_id=make_new_backfill_id(),
-            backfill_timestamp=time.time(),
-            tags={},
-            dynamic_partitions_store=instance,
-            asset_graph_subset=AssetGraphSubset(
-                partitions_subsets_by_asset_key={key: subset for key in keys}
-            ),
+        backfill_id = file_backfill(
+            instance,
+            graph,
+            {key: days for key in keys},
             title=f"ml-platform backfill {start}..{end}",
-            description=None,
-            run_config=None,
         )
-        instance.add_backfill(backfill)
-    print(f"backfill {backfill.backfill_id} filed: {len(partitions)} days of {selection}")
+    print(f"backfill {backfill_id} filed: {len(days)} days of {selection}")
     return 0
 
 

@@ -6,7 +6,6 @@ Each returns a JSON-ready dict (``--format json``) and renders it as readable te
 from __future__ import annotations
 
 import json
-import time
 from datetime import UTC, datetime
 
 import dagster as dg
@@ -150,9 +149,7 @@ def stale_text(items: list[dict]) -> str:
 
 def backfill_stale(instance, graph, items: list[dict]) -> str | None:
     """File one asset backfill of exactly the stale partitions; its id (None: nothing to do)."""
-    from dagster._core.definitions.assets.graph.asset_graph_subset import AssetGraphSubset
-    from dagster._core.execution.backfill import PartitionBackfill
-    from dagster._core.utils import make_new_backfill_id
+    from ml_platform.backfills import file_backfill
 
     if not items:
         return None
@@ -164,24 +161,14 @@ def backfill_stale(instance, graph, items: list[dict]) -> str | None:
             unpartitioned.add(key)
         else:
             partitions.setdefault(key, set()).add(s["partition"])
-    subsets = {
-        key: graph.get(key).partitions_def.subset_with_partition_keys(sorted(keys))
-        for key, keys in partitions.items()
-    }
-    backfill = PartitionBackfill.from_asset_graph_subset(
-        backfill_id=make_new_backfill_id(),
-        backfill_timestamp=time.time(),
-        tags={},
-        dynamic_partitions_store=instance,
-        asset_graph_subset=AssetGraphSubset(
-            partitions_subsets_by_asset_key=subsets, non_partitioned_asset_keys=unpartitioned
-        ),
+    return file_backfill(
+        instance,
+        graph,
+        partitions,
+        unpartitioned=unpartitioned,
         title="ml-platform stale --backfill",
         description=f"{len(items)} stale partitions",
-        run_config=None,
     )
-    instance.add_backfill(backfill)
-    return backfill.backfill_id
 
 
 # -- everyday questions --------------------------------------------------------------------
