@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import dagster as dg
 
 from ml_platform.models.artifacts import ArtifactError, load_model
@@ -85,7 +83,3 @@ def load_champion_model(promotion: dict, store):
     if data is None:
         raise ArtifactError(f"{promotion['model_uri']}: the artifact no longer exists")
     return load_model(data, promotion["model_sha256"], promotion["model_uri"])
-
-
-def as_json(value) -> str:
-    return json.dumps(value, sort_keys=True, default=str)

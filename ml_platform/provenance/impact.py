@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import dagster as dg
 
 from ml_platform.provenance.lineage import SOURCE_FILES_KEY, inputs_of
+from ml_platform.provenance.reads import latest_storage_ids
 
 RAW_KEY = dg.AssetKey(["raw", "shipments"])
 _PAGE = 1_000
@@ -138,13 +139,7 @@ def _mark_superseded(instance: dg.DagsterInstance, items: list[Impacted]) -> Non
     for asset, group in by_asset.items():
         key = dg.AssetKey.from_user_string(asset)
         partitions = {i.partition for i in group if i.partition is not None}
-        latest = (
-            instance.get_latest_storage_id_by_partition(
-                key, dg.DagsterEventType.ASSET_MATERIALIZATION, partitions
-            )
-            if partitions
-            else {}
-        )
+        latest = latest_storage_ids(instance, key, partitions)
         newest = instance.fetch_materializations(key, limit=1).records
         for item in group:
             if item.partition is None:

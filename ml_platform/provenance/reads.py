@@ -136,13 +136,7 @@ def resolve_materializations(
     which is what `fetch_materializations` and the UI show.
     """
     partitions = {r.partition for r in reads if r.partition is not None}
-    latest_ids = (
-        instance.get_latest_storage_id_by_partition(
-            asset_key, dg.DagsterEventType.ASSET_MATERIALIZATION, partitions
-        )
-        if partitions
-        else {}
-    )
+    latest_ids = latest_storage_ids(instance, asset_key, partitions)
     records = _records(
         instance, asset_key, storage_ids=list(latest_ids.values()), limit=len(latest_ids)
     )
@@ -158,6 +152,19 @@ def resolve_materializations(
             read.data_version = (record.asset_materialization.tags or {}).get(
                 "dagster/data_version"
             )
+
+
+def latest_storage_ids(
+    instance: dg.DagsterInstance, asset_key: dg.AssetKey, partitions: set[str] | None = None
+) -> dict[str, int]:
+    """Partition -> storage id of its latest materialization (every partition when None)."""
+    if partitions is not None and not partitions:
+        return {}
+    return dict(
+        instance.get_latest_storage_id_by_partition(
+            asset_key, dg.DagsterEventType.ASSET_MATERIALIZATION, partitions
+        )
+    )
 
 
 def _records(instance, asset_key, limit, storage_ids=None, partition=None):

@@ -21,7 +21,7 @@ import dagster as dg
 from ml_platform.provenance.champion import CHAMPION_KEY
 from ml_platform.provenance.impact import _topological_downstream
 from ml_platform.provenance.lineage import CODE_VERSION_TAG, DATA_VERSION_TAG, fetch_by_storage_ids
-from ml_platform.provenance.reads import INPUTS_METADATA_KEY
+from ml_platform.provenance.reads import INPUTS_METADATA_KEY, latest_storage_ids
 
 
 @dataclass
@@ -48,9 +48,7 @@ def latest_records(instance: dg.DagsterInstance, node) -> dict[str | None, objec
     if not node.is_partitioned:
         records = instance.fetch_materializations(key, limit=1).records
         return {None: records[0]} if records else {}
-    ids = instance.get_latest_storage_id_by_partition(
-        key, dg.DagsterEventType.ASSET_MATERIALIZATION
-    )
+    ids = latest_storage_ids(instance, key)
     return {r.partition_key: r for r in fetch_by_storage_ids(instance, key, ids.values())}
 
 

@@ -21,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
-from ml_platform.provenance.reads import INPUTS_METADATA_KEY
+from ml_platform.provenance.reads import INPUTS_METADATA_KEY, latest_storage_ids
 from ml_platform.storage.object_store import ObjectInfo, ObjectStore
 from ml_platform.storage.parquet_io_manager import POINTER
 
@@ -92,10 +92,7 @@ def referenced_uris(instance: dg.DagsterInstance, protected: list[dg.AssetKey]) 
 
 
 def _current_storage_ids(instance: dg.DagsterInstance, key: dg.AssetKey) -> set[int]:
-    by_partition = instance.event_log_storage.get_latest_storage_id_by_partition(
-        key, dg.DagsterEventType.ASSET_MATERIALIZATION
-    )
-    ids = set(by_partition.values())
+    ids = set(latest_storage_ids(instance, key).values())
     latest = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=key), limit=1)
     ids.update(r.storage_id for r in latest.records)
     return ids

@@ -6,7 +6,7 @@ directly, so the two measure the same work.
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import date
 
 import pandera.polars as pa
 import polars as pl
@@ -194,7 +194,3 @@ def shipment_features(window: pl.LazyFrame, days: list[date], window_days: int) 
         .sort("partition_date", "booked_at", "shipment_id")
         .collect()
     )
-
-
-def window_start(first_day: date, window_days: int) -> date:
-    return first_day - timedelta(days=window_days)

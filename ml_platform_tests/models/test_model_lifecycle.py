@@ -32,18 +32,12 @@ CONFIG = GeneratorConfig(rows_per_day=1_500, shock_date=SHOCK, bad_row_share=0.0
 
 @pytest.fixture(scope="module")
 def lifecycle(tmp_path_factory):
-    from ml_platform_tests.fixtures.dagster import sqlite_instance
+    from ml_platform_tests.fixtures.dagster import local_platform
 
-    mp = pytest.MonkeyPatch()
     home = tmp_path_factory.mktemp("models") / "home"
-    mp.setenv("ML_PLATFORM_HOME", str(home))
-    mp.setenv("ML_PLATFORM_DEPLOYMENT", "local")
-    from ml_platform.definitions import build_definitions
-
-    defs = build_definitions()
-    generate_drops(home / "landing", START, DAYS, CONFIG)
     last_day = (START + timedelta(days=DAYS - 1)).isoformat()
-    with sqlite_instance() as instance:
+    with local_platform(home) as (defs, instance):
+        generate_drops(home / "landing", START, DAYS, CONFIG)
         p = Platform(defs, instance)
         steps = {}
         data = p.run(
@@ -70,7 +64,6 @@ def lifecycle(tmp_path_factory):
             "2026-02-16", reason="shock model not validated by pricing team"
         )
         yield {"p": p, "home": home, "instance": instance, "steps": steps, "defs": defs}
-    mp.undo()
 
 
 def test_predictions_before_any_champion_fail_clearly(lifecycle):

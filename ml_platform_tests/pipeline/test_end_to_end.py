@@ -25,18 +25,11 @@ CONFIG = GeneratorConfig(rows_per_day=1_000, files_per_drop=2, bad_row_share=0.0
 @pytest.fixture(scope="module")
 def landed_and_processed(tmp_path_factory):
     """Land 35 drops, let the sensor and automation process them; shared by the assertions."""
-    from ml_platform_tests.fixtures.dagster import PlatformHome, sqlite_instance
+    from ml_platform_tests.fixtures.dagster import PlatformHome, local_platform
 
-    root = tmp_path_factory.mktemp("e2e")
-    home = PlatformHome(root / "home")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("ML_PLATFORM_HOME", str(home.root))
-    mp.setenv("ML_PLATFORM_DEPLOYMENT", "local")
-    from ml_platform.definitions import build_definitions
-
-    defs = build_definitions()
-    drops = generate_drops(home.landing, START, DAYS, CONFIG)
-    with sqlite_instance() as instance:
+    home = PlatformHome(tmp_path_factory.mktemp("e2e") / "home")
+    with local_platform(home.root) as (defs, instance):
+        drops = generate_drops(home.landing, START, DAYS, CONFIG)
         automation = AutomationDriver(defs, instance)
         assert automation.tick() == {}  # the daemon's first tick: nothing landed yet
 
@@ -54,7 +47,6 @@ def landed_and_processed(tmp_path_factory):
             "requests": requests,
             "ticks": (downstream_tick, quiet_tick),
         }
-    mp.undo()
 
 
 def _days() -> list[str]:

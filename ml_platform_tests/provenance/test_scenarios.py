@@ -60,19 +60,13 @@ def ok(result):
 
 @pytest.fixture(scope="module")
 def history(tmp_path_factory):
-    from ml_platform_tests.fixtures.dagster import sqlite_instance
+    from ml_platform_tests.fixtures.dagster import local_platform
 
-    mp = pytest.MonkeyPatch()
     home = tmp_path_factory.mktemp("provenance") / "home"
-    mp.setenv("ML_PLATFORM_HOME", str(home))
-    mp.setenv("ML_PLATFORM_DEPLOYMENT", "local")
-    from ml_platform.definitions import build_definitions
-
-    defs = build_definitions()
-    graph = defs.resolve_asset_graph()
-    generate_drops(home / "landing", START, DAYS, CONFIG)
     snap: dict = {}
-    with sqlite_instance() as instance, verifier_for(defs) as verifier:
+    with local_platform(home) as (defs, instance), verifier_for(defs) as verifier:
+        graph = defs.resolve_asset_graph()
+        generate_drops(home / "landing", START, DAYS, CONFIG)
         p = Platform(defs, instance)
         ok(p.run(DATA, first=START.isoformat(), last="2026-02-15"))
         ok(p.train(W1, **SMALL))
@@ -140,7 +134,6 @@ def history(tmp_path_factory):
         ).resolve_asset_graph()
         snap["c_stale"] = stale_partitions(instance, bumped)
         yield {"instance": instance, "defs": defs, "snap": snap, "home": home}
-    mp.undo()
 
 
 def test_a_fresh_history_has_nothing_stale(history):
