@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+from typing import IO
 
 import polars as pl
 
@@ -25,9 +26,14 @@ def content_sha256(df: pl.DataFrame) -> str:
     return h.hexdigest()
 
 
+def write_parquet(df: pl.DataFrame, sink: IO[bytes]) -> None:
+    """The lake's Parquet encoding: zstd, with statistics for predicate pushdown."""
+    df.write_parquet(sink, compression="zstd", statistics=True)
+
+
 def to_parquet_bytes(df: pl.DataFrame) -> bytes:
     buf = io.BytesIO()
-    df.write_parquet(buf, compression="zstd", statistics=True)
+    write_parquet(df, buf)
     return buf.getvalue()
 
 

@@ -9,19 +9,23 @@ until retention removes it.
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import IO, TYPE_CHECKING
 
 from ml_platform.storage.object_store import ObjectInfo, StoredObject, sha256_hex
+from ml_platform.storage.upload_pipe import UploadAborted, UploadPipe
 
 if TYPE_CHECKING:
     import polars as pl
     from google.cloud import storage
 
-SHA256_METADATA = "sha256"
 # Concurrent downloads for multi-partition loads (a 28-day window is 29 objects).
 DOWNLOAD_WORKERS = 8
+# The client sends objects up to 8 MiB in one request; a producer expected to write more is
+# streamed instead, in chunks of this size, while it is still writing.
+SINGLE_REQUEST_BYTES = 8 * 1024 * 1024
+STREAM_CHUNK_BYTES = 8 * 1024 * 1024
 
 
 class ObjectIntegrityError(Exception):
@@ -48,7 +52,8 @@ class GCSObjectStore:
         self.client = client
         self.bucket_name = bucket
         self.prefix = prefix.strip("/")
-        # None: one request up to 8 MiB, a resumable upload in 100 MiB chunks above.
+        # None: one request up to 8 MiB, a resumable upload in 100 MiB chunks above, and
+        # STREAM_CHUNK_BYTES chunks for streamed uploads.
         self.chunk_size = chunk_size
         self.timeout = timeout
         from google.cloud.storage.retry import DEFAULT_RETRY
@@ -68,22 +73,64 @@ class GCSObjectStore:
         return self.uri(key)
 
     def put(self, key: str, data: bytes) -> StoredObject:
-        return self.put_file(key, io.BytesIO(data), len(data), sha256_hex(data))
-
-    def put_file(self, key: str, stream: IO[bytes], size: int, sha256: str) -> StoredObject:
-        """Upload size bytes from stream; the object exists only once the upload finalizes."""
+        """Upload bytes; the object exists only once the upload finalizes."""
         blob = self._bucket.blob(self.blob_name(key), chunk_size=self.chunk_size)
-        # The sha256 rides along as object metadata, so a reader can verify bytes without
-        # the pointer; the client and GCS verify crc32c/md5 of the upload themselves.
-        blob.metadata = {SHA256_METADATA: sha256}
+        # The client and GCS verify the upload's crc32c themselves; the sha256 is what
+        # provenance records (in the pointer and in Dagster's metadata).
         blob.upload_from_file(
-            stream,
-            size=size,
+            io.BytesIO(data),
+            size=len(data),
             content_type=_content_type(key),
             checksum="auto",
             timeout=self.timeout,
             retry=self.retry,
         )
+        return self._stored(key, blob, len(data), sha256_hex(data))
+
+    def put_streamed(
+        self, key: str, write: Callable[[IO[bytes]], None], size_hint: int
+    ) -> StoredObject:
+        """Store what ``write`` writes, uploading while it writes when it is large.
+
+        Nothing becomes visible unless ``write`` returns and the upload finalizes: a failure
+        on either side stops the resumable upload before its last chunk. The unfinished
+        session holds no object and GCS expires it after a week; cancelling it would need
+        the client's private upload object, as ``upload_from_file`` does not expose it.
+        """
+        if size_hint <= SINGLE_REQUEST_BYTES:
+            buffer = io.BytesIO()
+            write(buffer)
+            return self.put(key, buffer.getvalue())
+        chunk = self.chunk_size or STREAM_CHUNK_BYTES
+        blob = self._bucket.blob(self.blob_name(key), chunk_size=chunk)
+        pipe = UploadPipe(max_ahead=4 * chunk)
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="gcs-upload") as pool:
+            upload = pool.submit(self._upload_from_pipe, blob, pipe, key)
+            try:
+                write(pipe)
+            except BaseException as error:
+                pipe.abort(error)
+                _raise_upload_error_first(upload, error)
+            pipe.finish()
+            upload.result()
+        return self._stored(key, blob, pipe.size, pipe.sha256_hex())
+
+    def _upload_from_pipe(self, blob: storage.Blob, pipe: UploadPipe, key: str) -> None:
+        try:
+            # size=None: a resumable upload that reads chunk by chunk until the pipe ends.
+            blob.upload_from_file(
+                pipe,
+                size=None,
+                content_type=_content_type(key),
+                checksum="auto",
+                timeout=self.timeout,
+                retry=self.retry,
+            )
+        except BaseException as error:
+            pipe.abort(error)
+            raise
+
+    def _stored(self, key: str, blob: storage.Blob, size: int, sha256: str) -> StoredObject:
         return StoredObject(
             uri=self.uri(key), generation=str(blob.generation), size=size, sha256=sha256
         )
@@ -153,6 +200,14 @@ class GCSObjectStore:
             self._bucket.blob(self.blob_name(key)).delete(timeout=self.timeout)
         except NotFound:
             pass
+
+
+def _raise_upload_error_first(upload: Future, write_error: BaseException) -> None:
+    """Re-raise the upload's own error when it failed first (the write only saw the pipe close)."""
+    upload_error = upload.exception()
+    if upload_error is None or isinstance(upload_error, UploadAborted):
+        raise write_error
+    raise upload_error from write_error
 
 
 def _content_type(key: str) -> str:

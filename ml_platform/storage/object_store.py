@@ -8,13 +8,14 @@ previous version current, and every URI recorded in metadata stays loadable.
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import IO, TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     import polars as pl
@@ -47,6 +48,15 @@ class ObjectInfo:
 class ObjectStore(Protocol):
     def put(self, key: str, data: bytes) -> StoredObject: ...
 
+    def put_streamed(
+        self, key: str, write: Callable[[IO[bytes]], None], size_hint: int
+    ) -> StoredObject:
+        """Store what ``write`` writes to the stream it is given; all of it, or nothing.
+
+        ``size_hint`` (bytes, roughly) lets a remote store stream large objects while they
+        are written.
+        """
+
     def get(self, key: str) -> bytes | None:
         """The object's bytes, or None when there is no such object."""
 
@@ -70,6 +80,25 @@ def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+class HashingWriter(io.RawIOBase):
+    """Passes writes through to a file, hashing them on the way."""
+
+    def __init__(self, target: IO[bytes]) -> None:
+        super().__init__()
+        self._target = target
+        self._sha256 = hashlib.sha256()
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:
+        self._sha256.update(data)
+        return self._target.write(data)
+
+    def sha256_hex(self) -> str:
+        return self._sha256.hexdigest()
+
+
 class LocalObjectStore:
     """Objects as files under a root folder; writes are temp-file-then-rename atomic."""
 
@@ -83,12 +112,19 @@ class LocalObjectStore:
         return path
 
     def put(self, key: str, data: bytes) -> StoredObject:
+        return self.put_streamed(key, lambda f: f.write(data), len(data))
+
+    def put_streamed(
+        self, key: str, write: Callable[[IO[bytes]], None], size_hint: int = 0
+    ) -> StoredObject:
+        """Write to a temporary file, fsync, then rename: readers see all of it or none."""
         path = self.path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex}")
         try:
             with open(tmp, "wb") as f:
-                f.write(data)
+                sink = HashingWriter(f)
+                write(sink)
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, path)
@@ -99,7 +135,7 @@ class LocalObjectStore:
             uri=path.as_uri(),
             generation=str(stat.st_mtime_ns),
             size=stat.st_size,
-            sha256=sha256_hex(data),
+            sha256=sink.sha256_hex(),
         )
 
     def get(self, key: str) -> bytes | None:

@@ -12,6 +12,7 @@ Why our own IO manager: dagster-polars' UPath IO managers overwrite one file per
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,7 +22,7 @@ import polars as pl
 from ml_platform.models.artifacts import FORMAT as ARTIFACT_FORMAT
 from ml_platform.models.artifacts import ArtifactError, TrainedModel, dump_model, load_model
 from ml_platform.provenance.reads import PartitionRead, provenance_metadata, record_reads
-from ml_platform.storage.frames import content_hash, split_by_partition, to_parquet_bytes
+from ml_platform.storage.frames import content_hash, split_by_partition, write_parquet
 from ml_platform.storage.object_store import LocalObjectStore, ObjectStore, StoredObject
 
 UNPARTITIONED = "__all__"
@@ -76,8 +77,16 @@ class VersionedParquetIOManager(dg.ConfigurableIOManager):
         self, context: dg.OutputContext, partition: str | None, df: pl.DataFrame
     ) -> dict[str, Any]:
         prefix = _prefix(context.asset_key, partition)
-        stored = self.store().put(f"{prefix}/{context.run_id}.parquet", to_parquet_bytes(df))
-        version = content_hash(df)
+        # The data version is hashed while the frame is encoded and uploaded (polars
+        # releases the GIL), so neither waits for the other.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="content-hash") as pool:
+            hashing = pool.submit(content_hash, df)
+            stored = self.store().put_streamed(
+                f"{prefix}/{context.run_id}.parquet",
+                lambda sink: write_parquet(df, sink),
+                size_hint=df.estimated_size(),
+            )
+            version = hashing.result()
         pointer = {
             "run_id": context.run_id,
             "partition": partition,

@@ -1,14 +1,17 @@
 """The GCS Parquet IO manager against a real GCS-compatible server, through real Dagster runs."""
 
+import base64
 import hashlib
 import io
 import json
 import os
 import signal
+import uuid
 from datetime import date, timedelta
 from pathlib import Path
 
 import dagster as dg
+import google_crc32c
 import numpy as np
 import polars as pl
 import pytest
@@ -17,10 +20,12 @@ from google.cloud import storage
 
 from ml_platform.partitions import trailing_window
 from ml_platform.provenance.reads import INPUTS_METADATA_KEY
+from ml_platform.storage.frames import content_hash
 from ml_platform.storage.gcs_io_manager import GCSParquetIOManager
 from ml_platform.storage.gcs_object_store import GCSObjectStore
 from ml_platform.storage.parquet_io_manager import POINTER
 from ml_platform_tests.fixtures.gcs import EMULATOR_HOST_ENV, start_emulator
+from ml_platform_tests.pipeline.helpers import run_failure_message
 
 PARTS = dg.DailyPartitionsDefinition(start_date="2026-01-01")
 ROWS_PER_DAY = 5
@@ -116,8 +121,8 @@ def test_round_trip_records_uri_generation_size_and_checksum(instance, gcs_bucke
     blob = _blob(gcs_client, meta["dagster/uri"])
     assert meta["ml_platform/generation"] == str(blob.generation)
     assert meta["ml_platform/size_bytes"] == blob.size
-    assert blob.metadata == {"sha256": meta["ml_platform/sha256"]}
     data = blob.download_as_bytes()
+    assert blob.crc32c == base64.b64encode(google_crc32c.Checksum(data).digest()).decode()
     assert meta["ml_platform/size_bytes"] == len(data)
     assert meta["ml_platform/sha256"] == hashlib.sha256(data).hexdigest()
     frame = pl.read_parquet(data)
@@ -259,21 +264,29 @@ def test_writer_dying_before_the_pointer_leaves_the_old_version_current(
 _server_to_kill: dict[str, int] = {}
 
 
-class _KillingReader(io.BytesIO):
-    """Kills the GCS server (SIGKILL) once the client has read the first chunk to upload."""
+class _KillingSink:
+    """Passes the encoder's bytes on; kills the GCS server (SIGKILL) after ``after`` bytes.
 
-    def read(self, size=-1):
-        if self.tell() >= 256 * 1024 and _server_to_kill.get("pid"):
+    The pipe holds at most four 256 KiB chunks ahead of the upload, so by then the upload
+    has sent its first chunks: the server dies in the middle of a streamed upload.
+    """
+
+    def __init__(self, sink, after: int) -> None:
+        self.sink, self.after, self.written = sink, after, 0
+
+    def write(self, data) -> int:
+        self.written += len(data)
+        if self.written >= self.after and _server_to_kill.get("pid"):
             os.kill(_server_to_kill.pop("pid"), signal.SIGKILL)
-        return super().read(size)
+        return self.sink.write(data)
 
 
 class _KillsServerMidUpload(GCSObjectStore):
-    def put(self, key, data):
-        if key.endswith(".parquet") and len(data) > 8 * 1024 * 1024:
-            sha = hashlib.sha256(data).hexdigest()
-            return self.put_file(key, _KillingReader(data), len(data), sha)
-        return super().put(key, data)
+    def put_streamed(self, key, write, size_hint):
+        assert size_hint > 8 * 1024 * 1024, "the test frame must be large enough to stream"
+        return super().put_streamed(
+            key, lambda sink: write(_KillingSink(sink, after=2 * 1024 * 1024)), size_hint
+        )
 
 
 def test_server_stopped_mid_upload_leaves_the_old_version_current(
@@ -297,14 +310,17 @@ def test_server_stopped_mid_upload_leaves_the_old_version_current(
             store_class="kill_server",
             retry_deadline_seconds=2,
         )
-        # About 10 MB of Parquet: above the client's 8 MiB single-request limit, so a
-        # resumable upload of 256 KiB chunks, killed after the first chunk.
+        # About 10 MB of Parquet (29 MB in memory): streamed while encoded, in 256 KiB
+        # chunks, and the server killed after about 2 MB.
         tags = {"test/version": "2", "test/rows": "1200000"}
         result = _materialize(
             instance, failing, [NUMBERS], partition="2026-03-03", tags=tags, ok=False
         )
         assert not result.success
         assert server.process.wait(timeout=10) == -signal.SIGKILL
+        # The step fails with the upload's own error, not the encoder's view of a closed pipe.
+        message = run_failure_message(result)
+        assert "Connection" in message, message
     finally:
         _server_to_kill.clear()
         server.stop()
@@ -319,6 +335,51 @@ def test_server_stopped_mid_upload_leaves_the_old_version_current(
         _assert_old_version_current(_io("lake-bucket"), client, old_uri, result.run_id)
     finally:
         restarted.stop()
+
+
+def test_large_partition_streams_while_encoding_and_records_what_gcs_stored(
+    instance, gcs_bucket, gcs_client
+):
+    io_manager = _io(gcs_bucket, upload_chunk_size_mb=1)
+    # About 10 MB of Parquet: above the 8 MiB single-request limit, so streamed in 1 MiB chunks.
+    tags = {"test/rows": "1200000"}
+    _materialize(instance, io_manager, [NUMBERS], partition="2026-03-04", tags=tags)
+    meta = _metadata(instance, NUMBERS, "2026-03-04")
+
+    blob = _blob(gcs_client, meta["dagster/uri"])
+    assert meta["ml_platform/generation"] == str(blob.generation)
+    data = blob.download_as_bytes()
+    assert meta["ml_platform/size_bytes"] == blob.size == len(data) > 8 * 1024 * 1024
+    assert meta["ml_platform/sha256"] == hashlib.sha256(data).hexdigest()
+    frame = pl.read_parquet(data)
+    assert frame.height == 1_200_000
+    assert frame["value"].to_list() == list(range(1_200_000))
+    pointer = io_manager.current_version(NUMBERS, "2026-03-04")
+    assert pointer["sha256"] == meta["ml_platform/sha256"]
+    assert pointer["content_hash"] == meta["ml_platform/content_hash"] == content_hash(frame)
+
+
+def test_encoder_failing_mid_stream_leaves_no_object(gcs_client):
+    # Its own bucket, kept: the emulator refuses to delete a bucket with an unfinished
+    # upload session, which is what an aborted upload leaves until GCS expires it.
+    gcs_bucket = f"aborted-{uuid.uuid4().hex[:16]}"
+    gcs_client.create_bucket(gcs_bucket)
+    store = GCSObjectStore(gcs_client, gcs_bucket, "lake", chunk_size=256 * 1024)
+    store.put("part/_CURRENT.json", b'{"key": "part/old.parquet"}')
+
+    class EncoderDied(Exception):
+        pass
+
+    def dies_after_3_mb(sink) -> None:
+        for _ in range(12):
+            sink.write(np.random.default_rng().bytes(256 * 1024))
+        raise EncoderDied("the encoder failed after 3 MB")
+
+    with pytest.raises(EncoderDied, match="after 3 MB"):
+        store.put_streamed("part/new.parquet", dies_after_3_mb, size_hint=10**9)
+    names = [b.name for b in gcs_client.list_blobs(gcs_bucket, prefix="lake/")]
+    assert names == ["lake/part/_CURRENT.json"]
+    assert store.get("part/_CURRENT.json") == b'{"key": "part/old.parquet"}'
 
 
 def test_store_holds_skops_artifacts_verified_by_sha256(gcs_bucket, gcs_client):
