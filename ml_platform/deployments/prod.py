@@ -4,6 +4,9 @@ Environment variables read here (all strings; resolved when resources initialize
 missing one fails naming the variable):
 - ``ML_PLATFORM_GCS_BUCKET``: bucket of the lake (raw and feature Parquet, artifacts).
 - ``ML_PLATFORM_GCS_PREFIX``: key prefix in that bucket (default ``lake``).
+- ``ML_PLATFORM_GCS_UPLOAD_CHUNK_MB``: chunk size of streamed uploads (partitions of more
+  than 8 MiB in memory), in MiB (default 8): smaller chunks start sending sooner, each
+  one costs a round trip.
 - ``ML_PLATFORM_LANDING_BUCKET``: bucket producers drop into.
 - ``ML_PLATFORM_LANDING_PREFIX``: prefix above ``<dataset>/<YYYY-MM-DD>/`` (default ``landing``).
 - ``ML_PLATFORM_QUARANTINE_PREFIX``: where unreadable drop files are copied, in the landing
@@ -56,6 +59,11 @@ def gcs_resources() -> dict[str, Any]:
             gcs=gcs,
             gcs_bucket=dg.EnvVar("ML_PLATFORM_GCS_BUCKET"),
             gcs_prefix=_env_or_default("ML_PLATFORM_GCS_PREFIX", "lake"),
+            upload_chunk_size_mb=(
+                dg.EnvVar.int("ML_PLATFORM_GCS_UPLOAD_CHUNK_MB")
+                if os.environ.get("ML_PLATFORM_GCS_UPLOAD_CHUNK_MB")
+                else None
+            ),
         ),
     }
 

@@ -21,7 +21,10 @@ class GCSParquetIOManager(VersionedParquetIOManager):
     gcs_prefix: str = Field(default="lake", description="Prefix of every object key")
     upload_chunk_size_mb: int | None = Field(
         default=None,
-        description="Resumable-upload chunk size in MiB (a multiple of 0.25); default: the client's",
+        description=(
+            "Chunk size in MiB of resumable and streamed uploads; default: the client's for "
+            "resumable uploads, 8 MiB for streamed ones"
+        ),
     )
     retry_deadline_seconds: float = Field(
         default=120.0, description="How long uploads and downloads retry transient errors"

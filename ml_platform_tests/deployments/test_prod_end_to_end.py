@@ -99,6 +99,7 @@ def _prod_environment(mp: pytest.MonkeyPatch, pg: PostgresServer, home: Path) ->
     mp.setenv("ML_PLATFORM_HOME", str(home))
     mp.setenv("ML_PLATFORM_GCS_BUCKET", LAKE_BUCKET)
     mp.setenv("ML_PLATFORM_GCS_PREFIX", LAKE_PREFIX)
+    mp.setenv("ML_PLATFORM_GCS_UPLOAD_CHUNK_MB", "1")
     mp.setenv("ML_PLATFORM_LANDING_BUCKET", LANDING_BUCKET)
     mp.setenv("ML_PLATFORM_LANDING_PREFIX", LANDING_PREFIX)
     mp.setenv("ML_PLATFORM_QUARANTINE_PREFIX", "quarantine")
