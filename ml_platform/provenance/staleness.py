@@ -14,7 +14,7 @@ The champion itself is never reported: which model is live is a promotion decisi
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import dagster as dg
 
@@ -33,13 +33,7 @@ class StalePartition:
     reasons: list[dict] = field(default_factory=list)
 
     def as_dict(self) -> dict:
-        return {
-            "asset": self.asset,
-            "partition": self.partition,
-            "storage_id": self.storage_id,
-            "run_id": self.run_id,
-            "reasons": self.reasons,
-        }
+        return asdict(self)
 
 
 def latest_records(instance: dg.DagsterInstance, node) -> dict[str | None, object]:

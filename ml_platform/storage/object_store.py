@@ -115,7 +115,7 @@ class LocalObjectStore:
         return self.put_streamed(key, lambda f: f.write(data), len(data))
 
     def put_streamed(
-        self, key: str, write: Callable[[IO[bytes]], None], size_hint: int = 0
+        self, key: str, write: Callable[[IO[bytes]], None], size_hint: int
     ) -> StoredObject:
         """Write to a temporary file, fsync, then rename: readers see all of it or none."""
         path = self.path(key)

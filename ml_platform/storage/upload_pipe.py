@@ -42,7 +42,7 @@ class UploadPipe(io.RawIOBase):
         return True
 
     def write(self, data) -> int:
-        size = len(data)
+        size = memoryview(data).nbytes
         if not size:
             return 0
         # hashlib releases the GIL on large buffers, so hashing overlaps the upload too.
