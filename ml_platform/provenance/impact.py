@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import dagster as dg
 
 from ml_platform.provenance.lineage import SOURCE_FILES_KEY, inputs_of
-from ml_platform.provenance.reads import latest_storage_ids
+from ml_platform.storage.current import latest_storage_ids
 
 RAW_KEY = dg.AssetKey(["raw", "shipments"])
 _PAGE = 1_000

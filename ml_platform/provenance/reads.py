@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 import dagster as dg
 
 from ml_platform.provenance.summary import PROVENANCE_MD_KEY, inputs_markdown
+from ml_platform.storage.current import UnresolvedVersionError
 
 INPUTS_METADATA_KEY = "ml_platform/inputs"
 
@@ -43,15 +44,23 @@ _MAX_STEPS = 256
 
 
 def record_reads(context: dg.InputContext, reads: list[PartitionRead]) -> None:
-    """Remember what this step read of the input's upstream asset, resolved to events.
+    """Remember what this step read of the input's upstream asset.
 
+    Every read must name the materialization event of the version it got: an unresolved
+    read would make provenance, impact and staleness blind to it, so it is an error here.
     A load outside any step (``Definitions.load_asset_value``, a notebook) has no output to
     attach provenance to: nothing is recorded.
     """
+    unresolved = [r for r in reads if r.storage_id is None]
+    if unresolved:
+        first = unresolved[0]
+        raise UnresolvedVersionError(
+            f"{context.asset_key.to_user_string()} partition {first.partition}: the stored "
+            f"version of run {first.run_id} ({first.uri}) has no materialization event"
+        )
     step_context = _step_context_or_none(context)
     if step_context is None:
         return
-    resolve_materializations(context.instance, context.asset_key, reads)
     record_step_reads(step_context, context.asset_key, reads)
 
 
@@ -123,67 +132,3 @@ def _mapped_upstream_keys(asset_graph, child, parent, partition_key) -> set[str]
         return None
     result = asset_graph.get_parent_partition_keys_for_child(partition_key, parent, child)
     return set(result.partitions_subset.get_partition_keys())
-
-
-def resolve_materializations(
-    instance: dg.DagsterInstance, asset_key: dg.AssetKey, reads: list[PartitionRead]
-) -> None:
-    """Fill storage id and data version from the materialization event of the run that wrote each version.
-
-    Two indexed queries for the common case (the version read is the partition's latest
-    materialization), whatever the number of partitions; older versions fall back to a
-    bounded search of that partition's history. Storage ids come from the asset index,
-    which is what `fetch_materializations` and the UI show.
-    """
-    partitions = {r.partition for r in reads if r.partition is not None}
-    latest_ids = latest_storage_ids(instance, asset_key, partitions)
-    records = _records(
-        instance, asset_key, storage_ids=list(latest_ids.values()), limit=len(latest_ids)
-    )
-    if not partitions:
-        records = _records(instance, asset_key, limit=1)
-    by_partition = {r.asset_materialization.partition: r for r in records}
-    for read in reads:
-        record = by_partition.get(read.partition)
-        if record is None or record.run_id != read.run_id:
-            record = _find_by_run(instance, asset_key, read)
-        if record is not None:
-            read.storage_id = record.storage_id
-            read.data_version = (record.asset_materialization.tags or {}).get(
-                "dagster/data_version"
-            )
-
-
-def latest_storage_ids(
-    instance: dg.DagsterInstance, asset_key: dg.AssetKey, partitions: set[str] | None = None
-) -> dict[str, int]:
-    """Partition -> storage id of its latest materialization (every partition when None)."""
-    if partitions is not None and not partitions:
-        return {}
-    return dict(
-        instance.get_latest_storage_id_by_partition(
-            asset_key, dg.DagsterEventType.ASSET_MATERIALIZATION, partitions
-        )
-    )
-
-
-def _records(instance, asset_key, limit, storage_ids=None, partition=None):
-    if limit == 0:
-        return []
-    records_filter = dg.AssetRecordsFilter(
-        asset_key=asset_key,
-        storage_ids=storage_ids,
-        asset_partitions=[partition] if partition else None,
-    )
-    return instance.fetch_materializations(records_filter, limit=limit).records
-
-
-# How far back a read of a superseded version looks for the event that wrote it.
-_HISTORY_SEARCH_LIMIT = 200
-
-
-def _find_by_run(instance, asset_key, read: PartitionRead):
-    for record in _records(instance, asset_key, _HISTORY_SEARCH_LIMIT, partition=read.partition):
-        if record.run_id == read.run_id:
-            return record
-    return None

@@ -21,7 +21,8 @@ import dagster as dg
 from ml_platform.provenance.champion import CHAMPION_KEY
 from ml_platform.provenance.impact import _topological_downstream
 from ml_platform.provenance.lineage import CODE_VERSION_TAG, DATA_VERSION_TAG, fetch_by_storage_ids
-from ml_platform.provenance.reads import INPUTS_METADATA_KEY, latest_storage_ids
+from ml_platform.provenance.reads import INPUTS_METADATA_KEY
+from ml_platform.storage.current import latest_storage_ids
 
 
 @dataclass

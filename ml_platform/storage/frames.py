@@ -57,3 +57,30 @@ def split_by_partition(
             f"the output has rows for partitions outside the run's range: {unexpected[:5]}"
         )
     return {key: parts.get(key, df.clear()) for key in partition_keys}
+
+
+def scan_parquet_union(sources: list) -> pl.LazyFrame:
+    """One lazy scan over Parquet sources whose schemas may differ by added columns.
+
+    A column added on some day (a nullable column a producer started sending) reads as
+    null on the days before it. A column whose type differs between sources is an error
+    naming it, never a silent cast. Footers are read once each to find the union schema.
+    """
+    if len(sources) <= 1:
+        return pl.scan_parquet(sources)
+    union: dict[str, pl.DataType] = {}
+    differ = False
+    for source in sources:
+        schema = pl.scan_parquet(source).collect_schema()
+        if union and list(schema.keys()) != list(union.keys()):
+            differ = True
+        for name, dtype in schema.items():
+            seen = union.setdefault(name, dtype)
+            if seen != dtype:
+                raise ValueError(
+                    f"column {name!r} is {seen} in one stored partition and {dtype} in "
+                    "another; a changed column type needs those partitions re-materialized"
+                )
+    if not differ:
+        return pl.scan_parquet(sources)
+    return pl.scan_parquet(sources, schema=union, missing_columns="insert")

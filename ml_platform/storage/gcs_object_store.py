@@ -13,7 +13,12 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import IO, TYPE_CHECKING
 
-from ml_platform.storage.object_store import ObjectInfo, StoredObject, sha256_hex
+from ml_platform.storage.object_store import (
+    MissingObjectError,
+    ObjectInfo,
+    StoredObject,
+    sha256_hex,
+)
 from ml_platform.storage.upload_pipe import UploadAborted, UploadPipe
 
 if TYPE_CHECKING:
@@ -163,7 +168,7 @@ class GCSObjectStore:
         def one(key: str) -> bytes:
             data = self.get(key)
             if data is None:
-                raise FileNotFoundError(f"{self.uri(key)} does not exist")
+                raise MissingObjectError(key, self.uri(key))
             return data
 
         if len(keys) <= 1:
@@ -172,11 +177,11 @@ class GCSObjectStore:
             return list(pool.map(one, keys))
 
     def scan_parquet(self, keys: list[str]) -> pl.LazyFrame:
-        import polars as pl
+        from ml_platform.storage.frames import scan_parquet_union
 
         # polars cannot reach every GCS-compatible endpoint (the emulator, private
         # endpoints) with the client's credentials, so the bytes come through the client.
-        return pl.scan_parquet(self.get_many(keys))
+        return scan_parquet_union(self.get_many(keys))
 
     def list_objects(self, prefix: str = "") -> Iterator[ObjectInfo]:
         # The client's iterator follows nextPageToken, so listings past 1,000 objects work.

@@ -1,8 +1,8 @@
-"""Versioned object stores: where IO managers put immutable objects and small pointers.
+"""Versioned object stores: where IO managers put immutable objects.
 
-Every materialization writes new immutable objects; a small pointer object names the
-current one. Writers never delete before writing, so an interrupted write leaves the
-previous version current, and every URI recorded in metadata stays loadable.
+Every write makes a new object; nothing is overwritten or deleted before writing, so an
+interrupted write changes nothing a reader sees, and every URI recorded in metadata stays
+loadable until retention removes it.
 """
 
 from __future__ import annotations
@@ -74,6 +74,15 @@ class ObjectStore(Protocol):
 
     def delete(self, key: str) -> None:
         """Remove the object at key; a missing object is not an error."""
+
+
+class MissingObjectError(FileNotFoundError):
+    """A stored object that a version names does not exist (any more)."""
+
+    def __init__(self, key: str, uri: str) -> None:
+        super().__init__(f"{uri} does not exist")
+        self.key = key
+        self.uri = uri
 
 
 def sha256_hex(data: bytes) -> str:
@@ -151,10 +160,16 @@ class LocalObjectStore:
         return self.path(key).as_uri()
 
     def scan_parquet(self, keys: list[str]) -> pl.LazyFrame:
-        import polars as pl
+        from ml_platform.storage.frames import scan_parquet_union
 
         # Local files stay lazy: polars reads only the row groups and columns a plan needs.
-        return pl.scan_parquet([self.local_path_or_uri(k) for k in keys])
+        paths = []
+        for key in keys:
+            path = self.path(key)
+            if not path.is_file():
+                raise MissingObjectError(key, path.as_uri())
+            paths.append(str(path))
+        return scan_parquet_union(paths)
 
     def list_objects(self, prefix: str = "") -> Iterator[ObjectInfo]:
         base = self.root.resolve()

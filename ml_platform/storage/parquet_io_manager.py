@@ -1,9 +1,10 @@
-"""Polars DataFrames as versioned zstd Parquet, one object per partition and materialization.
+"""Polars DataFrames as versioned zstd Parquet, one object per partition and write.
 
-Layout under the store: ``<asset/key>/<partition>/<run id>.parquet`` plus a pointer
-``<asset/key>/<partition>/_CURRENT.json`` naming the current version. The data object is
-written first and the pointer last, both atomically, so a crash leaves the previous version
-current; old versions stay loadable for provenance until a retention job removes them.
+Layout under the store: ``<asset/key>/<partition>/<run id>-<write id>.parquet``. Objects are
+immutable and never overwritten; which one is current is what the partition's latest
+materialization event names (``ml_platform.storage.current`` says why), so a run that dies
+half-way through a range, or a step that fails after writing, changes nothing any reader
+sees. Old versions stay loadable for provenance until a retention job removes them.
 
 Why our own IO manager: dagster-polars' UPath IO managers overwrite one file per partition
 (no version survives for provenance) and refuse single-run backfills over a range.
@@ -11,9 +12,8 @@ Why our own IO manager: dagster-polars' UPath IO managers overwrite one file per
 
 from __future__ import annotations
 
-import json
+import uuid
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
 from typing import Any
 
 import dagster as dg
@@ -22,15 +22,26 @@ import polars as pl
 from ml_platform.models.artifacts import FORMAT as ARTIFACT_FORMAT
 from ml_platform.models.artifacts import ArtifactError, TrainedModel, dump_model, load_model
 from ml_platform.provenance.reads import PartitionRead, provenance_metadata, record_reads
+from ml_platform.storage.current import (
+    OBJECT_KEY,
+    CurrentVersion,
+    MissingPartitionError,
+    UnresolvedVersionError,
+    current_versions,
+)
 from ml_platform.storage.frames import content_hash, split_by_partition, write_parquet
-from ml_platform.storage.object_store import LocalObjectStore, ObjectStore, StoredObject
+from ml_platform.storage.object_store import (
+    LocalObjectStore,
+    MissingObjectError,
+    ObjectStore,
+    StoredObject,
+)
 
 UNPARTITIONED = "__all__"
-POINTER = "_CURRENT.json"
+FORMAT_KEY = "ml_platform/format"
+FEATURE_COLUMNS_KEY = "ml_platform/feature_columns"
 
-
-class MissingPartitionError(Exception):
-    pass
+__all__ = ["MissingPartitionError", "UnresolvedVersionError", "VersionedParquetIOManager"]
 
 
 class VersionedParquetIOManager(dg.ConfigurableIOManager):
@@ -76,29 +87,17 @@ class VersionedParquetIOManager(dg.ConfigurableIOManager):
     def _write_partition(
         self, context: dg.OutputContext, partition: str | None, df: pl.DataFrame
     ) -> dict[str, Any]:
-        prefix = _prefix(context.asset_key, partition)
+        key = _object_key(context, partition, "parquet")
         # The data version is hashed while the frame is encoded and uploaded (polars
         # releases the GIL), so neither waits for the other.
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="content-hash") as pool:
             hashing = pool.submit(content_hash, df)
             stored = self.store().put_streamed(
-                f"{prefix}/{context.run_id}.parquet",
-                lambda sink: write_parquet(df, sink),
-                size_hint=df.estimated_size(),
+                key, lambda sink: write_parquet(df, sink), size_hint=df.estimated_size()
             )
             version = hashing.result()
-        pointer = {
-            "run_id": context.run_id,
-            "partition": partition,
-            "key": f"{prefix}/{context.run_id}.parquet",
-            "rows": df.height,
-            "content_hash": version,
-            "written_at": datetime.now(UTC).isoformat(),
-            **stored.as_dict(),
-        }
-        self.store().put(f"{prefix}/{POINTER}", json.dumps(pointer).encode())
         return {
-            **_object_metadata(stored, pointer["key"]),
+            **_object_metadata(stored, key),
             "dagster/row_count": dg.MetadataValue.int(df.height),
             "ml_platform/content_hash": dg.MetadataValue.text(version),
         }
@@ -106,63 +105,57 @@ class VersionedParquetIOManager(dg.ConfigurableIOManager):
     def _write_model(
         self, context: dg.OutputContext, partition: str | None, model: TrainedModel
     ) -> dict[str, Any]:
-        prefix = _prefix(context.asset_key, partition)
-        key = f"{prefix}/{context.run_id}.{ARTIFACT_FORMAT}"
+        key = _object_key(context, partition, ARTIFACT_FORMAT)
         stored = self.store().put(key, dump_model(model))
-        pointer = {
-            "run_id": context.run_id,
-            "partition": partition,
-            "key": key,
-            "format": ARTIFACT_FORMAT,
-            "feature_columns": model.feature_columns,
-            "rows": None,
-            "content_hash": None,
-            "written_at": datetime.now(UTC).isoformat(),
-            **stored.as_dict(),
+        return {
+            **_object_metadata(stored, key),
+            FORMAT_KEY: dg.MetadataValue.text(ARTIFACT_FORMAT),
+            FEATURE_COLUMNS_KEY: dg.MetadataValue.json(list(model.feature_columns)),
         }
-        self.store().put(f"{prefix}/{POINTER}", json.dumps(pointer).encode())
-        return _object_metadata(stored, key)
 
     # -- reading ---------------------------------------------------------------------------
-    def load_input(self, context: dg.InputContext) -> pl.DataFrame | pl.LazyFrame:
+    def load_input(self, context: dg.InputContext) -> pl.DataFrame | pl.LazyFrame | TrainedModel:
         keys = list(context.asset_partition_keys) if context.has_asset_partitions else [None]
-        pointers = [self._pointer(context, key) for key in keys]
-        record_reads(context, [_as_read(p) for p in pointers])
-        if pointers[0].get("format") == ARTIFACT_FORMAT:
-            return self._load_model(pointers)
+        hint = (context.upstream_output.definition_metadata or {}).get(
+            "ml_platform/when_missing", "materialize it first"
+        )
+        versions = current_versions(context.instance, context.asset_key, keys, hint)
+        record_reads(context, [_as_read(v) for v in versions])
+        if versions[0].metadata.get(FORMAT_KEY) == ARTIFACT_FORMAT:
+            return self._load_model(versions)
         # One lazy scan over every partition: a 28-day window is one query plan, not 28 reads.
-        lazy = self.store().scan_parquet([p["key"] for p in pointers])
+        lazy = self._scan(versions)
         if _wants_lazy(context):
             return lazy
         return lazy.collect()
 
-    def _pointer(self, context: dg.InputContext, partition: str | None) -> dict:
-        asset_key = context.asset_key
-        raw = self.store().get(f"{_prefix(asset_key, partition)}/{POINTER}")
-        if raw is None:
-            where = f" partition {partition}" if partition else ""
-            hint = (context.upstream_output.definition_metadata or {}).get(
-                "ml_platform/when_missing", "materialize it first"
-            )
-            raise MissingPartitionError(
-                f"{asset_key.to_user_string()}{where} has never been stored: {hint}"
-            )
-        return json.loads(raw)
+    def _scan(self, versions: list[CurrentVersion]) -> pl.LazyFrame:
+        by_key = {v.object_key: v for v in versions}
+        try:
+            return self.store().scan_parquet(list(by_key))
+        except MissingObjectError as e:
+            raise UnresolvedVersionError(
+                f"{by_key[e.key].where}: its stored version {e.uri} no longer exists "
+                "(removed by retention?); re-materialize the partition"
+            ) from None
 
-    def _load_model(self, pointers: list[dict]) -> TrainedModel:
-        if len(pointers) != 1:
+    def _load_model(self, versions: list[CurrentVersion]) -> TrainedModel:
+        if len(versions) != 1:
             raise dg.DagsterInvariantViolationError("a model input must map to one partition")
-        pointer = pointers[0]
-        data = self.store().get(pointer["key"])
+        version = versions[0]
+        meta = version.metadata
+        data = self.store().get(version.object_key)
         if data is None:
-            raise ArtifactError(f"{pointer['uri']}: the artifact no longer exists")
-        pipeline = load_model(data, pointer["sha256"], pointer["uri"])
-        return TrainedModel(pipeline, pointer["feature_columns"], source=pointer)
+            raise ArtifactError(f"{version.where}: the artifact {meta['dagster/uri']} no longer exists")
+        pipeline = load_model(data, meta["ml_platform/sha256"], meta["dagster/uri"])
+        return TrainedModel(pipeline, meta[FEATURE_COLUMNS_KEY], source=version_dict(version))
 
-    def current_version(self, asset_key: dg.AssetKey, partition: str | None) -> dict | None:
-        """The pointer of the current stored version, or None."""
-        raw = self.store().get(f"{_prefix(asset_key, partition)}/{POINTER}")
-        return json.loads(raw) if raw is not None else None
+    def current_version(
+        self, instance: dg.DagsterInstance, asset_key: dg.AssetKey, partition: str | None
+    ) -> dict:
+        """The current stored version of a partition, as its latest materialization names it."""
+        (version,) = current_versions(instance, asset_key, [partition])
+        return version_dict(version)
 
 
 class LocalParquetIOManager(VersionedParquetIOManager):
@@ -175,30 +168,56 @@ class LocalParquetIOManager(VersionedParquetIOManager):
 
 
 def _object_metadata(stored: StoredObject, key: str) -> dict[str, Any]:
-    """What provenance needs to find, load and verify one stored object again."""
+    """What provenance and readers need to find, load and verify one stored object again."""
     return {
         "dagster/uri": dg.MetadataValue.text(stored.uri),
-        "ml_platform/object_key": dg.MetadataValue.text(key),
+        OBJECT_KEY: dg.MetadataValue.text(key),
         "ml_platform/sha256": dg.MetadataValue.text(stored.sha256),
         "ml_platform/generation": dg.MetadataValue.text(stored.generation),
         "ml_platform/size_bytes": dg.MetadataValue.int(stored.size),
     }
 
 
-def _prefix(asset_key: dg.AssetKey, partition: str | None) -> str:
-    return "/".join([*asset_key.path, partition or UNPARTITIONED])
+def _object_key(context: dg.OutputContext, partition: str | None, suffix: str) -> str:
+    # A fresh write id per write: a retried step of the same run never overwrites an object
+    # that an earlier attempt's event may already name.
+    prefix = "/".join([*context.asset_key.path, partition or UNPARTITIONED])
+    return f"{prefix}/{context.run_id}-{uuid.uuid4().hex[:8]}.{suffix}"
 
 
-def _as_read(pointer: dict) -> PartitionRead:
+def version_dict(version: CurrentVersion) -> dict:
+    """A stored version as a plain record: where it is, what it holds, which event names it."""
+    meta = version.metadata
+    return {
+        "partition": version.partition,
+        "run_id": version.run_id,
+        "storage_id": version.storage_id,
+        "data_version": version.data_version,
+        "key": version.object_key,
+        "uri": meta.get("dagster/uri"),
+        "sha256": meta.get("ml_platform/sha256"),
+        "size": meta.get("ml_platform/size_bytes"),
+        "generation": meta.get("ml_platform/generation"),
+        "rows": meta.get("dagster/row_count"),
+        "content_hash": meta.get("ml_platform/content_hash"),
+        "format": meta.get(FORMAT_KEY, "parquet"),
+        "feature_columns": meta.get(FEATURE_COLUMNS_KEY),
+    }
+
+
+def _as_read(version: CurrentVersion) -> PartitionRead:
+    record = version_dict(version)
     return PartitionRead(
-        partition=pointer["partition"],
-        run_id=pointer["run_id"],
-        uri=pointer["uri"],
-        sha256=pointer["sha256"],
-        size=pointer["size"],
-        generation=pointer["generation"],
-        rows=pointer.get("rows"),
-        content_hash=pointer.get("content_hash"),
+        partition=version.partition,
+        run_id=version.run_id,
+        uri=record["uri"],
+        sha256=record["sha256"],
+        size=record["size"],
+        generation=record["generation"],
+        rows=record["rows"],
+        content_hash=record["content_hash"],
+        storage_id=version.storage_id,
+        data_version=version.data_version,
     )
 
 

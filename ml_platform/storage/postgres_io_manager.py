@@ -17,6 +17,7 @@ import polars as pl
 from pydantic import Field
 
 from ml_platform.provenance.reads import PartitionRead, provenance_metadata, record_reads
+from ml_platform.storage.current import CurrentVersion, UnresolvedVersionError, current_versions
 from ml_platform.storage.frames import split_by_partition
 from ml_platform.storage.postgres_tables import (
     PartitionVersion,
@@ -84,7 +85,11 @@ class PostgresIOManager(dg.ConfigurableIOManager):
         schema, table = self.table_for(context.asset_key)
         tables = self.tables()
         df, versions = tables.read(schema, table, keys)
-        record_reads(context, [_as_read(tables, schema, table, v) for v in versions])
+        events = current_versions(context.instance, context.asset_key, keys)
+        record_reads(
+            context,
+            [_as_read(tables, schema, table, v, e) for v, e in zip(versions, events, strict=True)],
+        )
         if context.dagster_type.typing_type is pl.LazyFrame:
             return df.lazy()
         return df
@@ -112,7 +117,20 @@ def _metadata(
     return meta
 
 
-def _as_read(tables: PostgresTables, schema: str, table: str, v: PartitionVersion) -> PartitionRead:
+def _as_read(
+    tables: PostgresTables, schema: str, table: str, v: PartitionVersion, event: CurrentVersion
+) -> PartitionRead:
+    """The rows read, tied to the partition's latest materialization, which must have written them.
+
+    A table keeps only its current rows. Rows that no materialization names (a run killed
+    between its commit and Dagster recording the event, or two runs racing on a partition
+    whose events were recorded in the other order) are refused rather than read unrecorded.
+    """
+    if v.run_id != event.run_id:
+        raise UnresolvedVersionError(
+            f"{event.where}: the table {schema}.{table} holds the rows of run {v.run_id}, "
+            "which no latest materialization describes; re-materialize the partition"
+        )
     return PartitionRead(
         partition=v.partition,
         run_id=v.run_id,
@@ -122,4 +140,6 @@ def _as_read(tables: PostgresTables, schema: str, table: str, v: PartitionVersio
         generation=str(v.txid),
         rows=v.rows,
         content_hash=v.content_hash,
+        storage_id=event.storage_id,
+        data_version=event.data_version,
     )

@@ -1,8 +1,7 @@
 """Retention: remove stored versions older than an age, unless something still needs them.
 
 Kept regardless of age:
-- every partition's current version (the object its ``_CURRENT.json`` pointer names),
-  and every pointer;
+- every partition's current version (the object its latest materialization names);
 - every object the provenance of a protected asset's current materializations names,
   followed transitively through ``ml_platform/inputs`` (the live champion model and the
   current predictions by default), so any live prediction stays traceable to its bytes.
@@ -13,17 +12,15 @@ lifecycle rule cannot know which old versions provenance still references.
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
-from ml_platform.provenance.reads import INPUTS_METADATA_KEY, latest_storage_ids
-from ml_platform.storage.object_store import ObjectInfo, ObjectStore
-from ml_platform.storage.parquet_io_manager import POINTER
+from ml_platform.provenance.reads import INPUTS_METADATA_KEY
+from ml_platform.storage.current import latest_storage_ids, records_by_storage_id
+from ml_platform.storage.object_store import ObjectStore
 
 DEFAULT_PROTECTED_ASSETS = ("models/champion", "predictions/price_quotes")
 
@@ -36,7 +33,6 @@ class RetentionReport:
     # Old enough to remove, kept because something needs them: uri -> why.
     kept: list[dict] = field(default_factory=list)
     younger_than_cutoff: int = 0
-    pointers: int = 0
 
     @property
     def removed_bytes(self) -> int:
@@ -99,22 +95,18 @@ def _current_storage_ids(instance: dg.DagsterInstance, key: dg.AssetKey) -> set[
 
 
 def _records(instance: dg.DagsterInstance, key: dg.AssetKey, ids: list[int]):
-    for start in range(0, len(ids), 500):
-        chunk = ids[start : start + 500]
-        yield from instance.fetch_materializations(
-            dg.AssetRecordsFilter(asset_key=key, storage_ids=chunk), limit=len(chunk)
-        ).records
+    return records_by_storage_id(instance, key, ids)
 
 
-def current_keys(store: ObjectStore, pointers: list[ObjectInfo]) -> set[str]:
-    """The data object keys the pointers name (read concurrently: one small GET each)."""
-
-    def named(info: ObjectInfo) -> str | None:
-        raw = store.get(info.key)
-        return json.loads(raw)["key"] if raw else None
-
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        return {k for k in pool.map(named, pointers) if k}
+def current_uris(instance: dg.DagsterInstance) -> set[str]:
+    """The URI of every partition's current version, of every asset the instance knows."""
+    uris: set[str] = set()
+    for key in instance.get_asset_keys():
+        for record in _records(instance, key, sorted(_current_storage_ids(instance, key))):
+            uri = record.asset_materialization.metadata.get("dagster/uri")
+            if uri is not None:
+                uris.add(uri.value)
+    return uris
 
 
 def apply_retention(
@@ -131,19 +123,15 @@ def apply_retention(
     cutoff = (now or datetime.now(UTC)) - older_than
     report = RetentionReport(cutoff=cutoff.isoformat(), dry_run=dry_run)
     objects = list(store.list_objects())
-    pointers = [o for o in objects if o.key.rsplit("/", 1)[-1] == POINTER]
-    report.pointers = len(pointers)
-    # Pointers are read after listing: a version that became current meanwhile is younger
+    # Events are read after listing: a version that became current meanwhile is younger
     # than any sensible cutoff, so it is kept by age.
-    current = current_keys(store, pointers)
+    current = current_uris(instance)
     referenced = referenced_uris(instance, protected)
     for obj in objects:
-        if obj.key.rsplit("/", 1)[-1] == POINTER:
-            continue
         if obj.updated > cutoff:
             report.younger_than_cutoff += 1
             continue
-        if obj.key in current:
+        if obj.uri in current:
             report.kept.append({"uri": obj.uri, "reason": "current version of its partition"})
             continue
         if obj.uri in referenced:

@@ -7,7 +7,6 @@ use the champion live at the time.
 
 from __future__ import annotations
 
-import json
 from datetime import date, timedelta
 
 import dagster as dg
@@ -20,6 +19,7 @@ from ml_platform.provenance.champion import champion_history, current_champion
 from ml_platform_tests.pipeline.helpers import (
     Platform,
     current_frame,
+    current_version,
     latest_materialization,
     run_failure_message,
 )
@@ -86,7 +86,9 @@ def test_champion_history_is_the_audit_trail(lifecycle):
     model = latest_materialization(lifecycle["instance"], "models/price_model", "2026-02-16")
     assert history[-1]["model_storage_id"] == history[1]["model_storage_id"]
     assert history[-1]["model_sha256"] == model.metadata["ml_platform/sha256"].value
-    stored = current_frame(lifecycle["home"] / "storage", "models/champion", "__all__")
+    stored = current_frame(
+        lifecycle["home"] / "storage", lifecycle["instance"], "models/champion", None
+    )
     assert stored["model_week"].to_list() == [
         "2026-02-09",
         "2026-02-16",
@@ -111,10 +113,14 @@ def test_models_record_training_window_metrics_and_hyperparameters(lifecycle):
 def test_quotes_carry_the_model_and_champion_that_made_them(lifecycle):
     instance, home = lifecycle["instance"], lifecycle["home"]
     history = champion_history(instance)
-    quotes = current_frame(home / "storage", "predictions/price_quotes", "2026-02-18")
+    quotes = current_frame(
+        home / "storage", lifecycle["instance"], "predictions/price_quotes", "2026-02-18"
+    )
     assert set(quotes["model_week"]) == {"2026-02-09"}
     assert set(quotes["champion_storage_id"]) == {history[0]["champion_storage_id"]}
-    shocked = current_frame(home / "storage", "predictions/price_quotes", "2026-02-25")
+    shocked = current_frame(
+        home / "storage", lifecycle["instance"], "predictions/price_quotes", "2026-02-25"
+    )
     assert set(shocked["model_week"]) == {"2026-02-16"}
     assert set(shocked["champion_storage_id"]) == {history[1]["champion_storage_id"]}
 
@@ -122,8 +128,13 @@ def test_quotes_carry_the_model_and_champion_that_made_them(lifecycle):
 def test_model_predicts_the_generators_prices_within_15_percent_before_the_shock(lifecycle):
     home = lifecycle["home"]
     days = [(date(2026, 2, 16) + timedelta(days=i)).isoformat() for i in range(7)]
-    quotes = pl.concat(current_frame(home / "storage", "predictions/price_quotes", d) for d in days)
-    clean = pl.concat(current_frame(home / "storage", "clean/shipments", d) for d in days)
+    quotes = pl.concat(
+        current_frame(home / "storage", lifecycle["instance"], "predictions/price_quotes", d)
+        for d in days
+    )
+    clean = pl.concat(
+        current_frame(home / "storage", lifecycle["instance"], "clean/shipments", d) for d in days
+    )
     rows = quotes.join(clean, on="shipment_id")
     truth = expected_price(rows, shock_date=SHOCK).to_numpy()
     mape = float(np.mean(np.abs(rows["predicted_price_eur"].to_numpy() - truth) / truth))
@@ -142,7 +153,10 @@ def test_monitoring_flags_the_demand_shock_and_not_the_calm_week(lifecycle):
     assert {status[d] for d in calm} == {"SUCCEEDED"}
     assert {status[d] for d in shock} == {"FAILED"}
     quality = current_frame(
-        lifecycle["home"] / "storage", "monitoring/prediction_quality", "2026-02-25"
+        lifecycle["home"] / "storage",
+        lifecycle["instance"],
+        "monitoring/prediction_quality",
+        "2026-02-25",
     )
     overall = quality.filter(pl.col("scope") == "overall").row(0, named=True)
     assert overall["share_over_20pct"] > 0.10
@@ -174,9 +188,7 @@ def test_a_model_that_fails_its_checks_cannot_be_promoted(lifecycle):
 def test_a_tampered_artifact_is_refused_and_the_champion_stays(lifecycle):
     p, home = lifecycle["p"], lifecycle["home"]
     assert p.train("2026-01-26", champion_tolerance=10.0).success  # passes both checks
-    pointer = json.loads(
-        (home / "storage" / "models/price_model/2026-01-26/_CURRENT.json").read_text()
-    )
+    pointer = current_version(p.instance, "models/price_model", "2026-01-26")
     artifact = home / "storage" / pointer["key"]
     artifact.write_bytes(artifact.read_bytes()[:-10] + b"0123456789")
     before = current_champion(p.instance)

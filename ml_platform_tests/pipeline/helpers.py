@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import dagster as dg
 import polars as pl
 
 from ml_platform.sensors import landing_zone_sensor
+from ml_platform.storage.current import current_versions
+from ml_platform.storage.parquet_io_manager import version_dict
 
 
 class SensorDriver:
@@ -58,13 +59,16 @@ def run_range(
     )
 
 
-def current_pointer(storage: Path, asset: str, partition: str) -> dict:
-    return json.loads((storage / asset / partition / "_CURRENT.json").read_text())
+def current_version(instance: dg.DagsterInstance, asset: str, partition: str | None) -> dict:
+    """The partition's current stored version: the one its latest materialization names."""
+    (version,) = current_versions(instance, dg.AssetKey.from_user_string(asset), [partition])
+    return version_dict(version)
 
 
-def current_frame(storage: Path, asset: str, partition: str) -> pl.DataFrame:
-    pointer = current_pointer(storage, asset, partition)
-    return pl.read_parquet(storage / pointer["key"])
+def current_frame(
+    storage: Path, instance: dg.DagsterInstance, asset: str, partition: str | None
+) -> pl.DataFrame:
+    return pl.read_parquet(storage / current_version(instance, asset, partition)["key"])
 
 
 def latest_materialization(

@@ -13,7 +13,7 @@ from ml_platform.demo.generator import GeneratorConfig, generate_day, write_drop
 from ml_platform.landing.zone import MARKER
 from ml_platform_tests.pipeline.helpers import (
     SensorDriver,
-    current_pointer,
+    current_version,
     run_failure_message,
     run_range,
 )
@@ -84,7 +84,7 @@ def test_bad_file_fails_clearly_is_quarantined_and_keeps_previous_state(
 ):
     sensor = _land_good_days(defs, instance, platform_home.landing)
     before = {
-        day: current_pointer(platform_home.storage, "raw/shipments", day)
+        day: current_version(instance, "raw/shipments", day)
         for day in ("2026-01-01", DAY.isoformat())
     }
     name, make, expected = BAD_FILES[kind]
@@ -106,7 +106,7 @@ def test_bad_file_fails_clearly_is_quarantined_and_keeps_previous_state(
     assert reason["source_uri"].endswith(f"{DAY.isoformat()}/{name}")
 
     for day, pointer in before.items():
-        assert current_pointer(platform_home.storage, "raw/shipments", day) == pointer
+        assert current_version(instance, "raw/shipments", day) == pointer
     # The failed drop is not retried on every tick; a corrected re-drop is.
     assert sensor.tick() == []
     (platform_home.landing / "shipments" / DAY.isoformat() / name).unlink()
@@ -130,7 +130,7 @@ def test_drop_with_no_clean_rows_fails_loudly_and_keeps_previous_clean_partition
 ):
     _land_good_days(defs, instance, platform_home.landing)
     assert run_range(defs, instance, "data_pipeline", "2026-01-01", DAY.isoformat()).success
-    before = current_pointer(platform_home.storage, "clean/shipments", DAY.isoformat())
+    before = current_version(instance, "clean/shipments", DAY.isoformat())
 
     # Every row of the re-drop breaks a rule: all weights negative.
     bad = generate_day(DAY, SMALL).with_columns(pl.col("weight_kg") * -1)
@@ -148,4 +148,4 @@ def test_drop_with_no_clean_rows_fails_loudly_and_keeps_previous_clean_partition
     message = run_failure_message(result)
     assert f"no clean rows for partition(s) ['{DAY.isoformat()}']" in message
     assert "weight_kg: greater_than(0)" in message
-    assert current_pointer(platform_home.storage, "clean/shipments", DAY.isoformat()) == before
+    assert current_version(instance, "clean/shipments", DAY.isoformat()) == before

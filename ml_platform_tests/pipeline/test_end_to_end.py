@@ -73,7 +73,7 @@ def test_raw_keeps_every_landed_row_with_its_source(landed_and_processed):
     instance = landed_and_processed["instance"]
     for drop in drops[:3]:
         day = drop.partition.isoformat()
-        raw = current_frame(home.storage, "raw/shipments", day)
+        raw = current_frame(home.storage, landed_and_processed["instance"], "raw/shipments", day)
         manifest = json.loads(drop.marker.read_text())
         assert raw.height == manifest["rows"]
         meta = latest_materialization(instance, "raw/shipments", day).metadata
@@ -92,8 +92,12 @@ def test_clean_rejects_exactly_the_bad_rows(landed_and_processed):
     for drop in drops:
         day = drop.partition.isoformat()
         bad = json.loads(drop.marker.read_text())["bad_rows"]
-        clean = current_frame(home.storage, "clean/shipments", day)
-        rejected = current_frame(home.storage, "clean/shipments_rejected", day)
+        clean = current_frame(
+            home.storage, landed_and_processed["instance"], "clean/shipments", day
+        )
+        rejected = current_frame(
+            home.storage, landed_and_processed["instance"], "clean/shipments_rejected", day
+        )
         assert rejected.height == sum(bad.values())
         assert clean.height == drop.rows - sum(bad.values())
         assert clean["shipment_id"].is_unique().all()
@@ -112,11 +116,18 @@ def test_features_aggregate_exactly_the_28_days_before(landed_and_processed):
     home = landed_and_processed["home"]
     day = START + timedelta(days=DAYS - 1)
     clean = pl.concat(
-        current_frame(home.storage, "clean/shipments", d.isoformat())
+        current_frame(
+            home.storage, landed_and_processed["instance"], "clean/shipments", d.isoformat()
+        )
         for d in (day - timedelta(days=i) for i in range(29))
         if d >= START
     )
-    features = current_frame(home.storage, "features/shipment_features", day.isoformat())
+    features = current_frame(
+        home.storage,
+        landed_and_processed["instance"],
+        "features/shipment_features",
+        day.isoformat(),
+    )
     assert features.height == clean.filter(pl.col("partition_date") == day).height
     history = clean.filter(pl.col("partition_date") < day)
     expected = history.group_by("lane").agg(n=pl.len(), mean_price=pl.col("price_eur").mean())

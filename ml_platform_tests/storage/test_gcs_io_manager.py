@@ -5,6 +5,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import signal
 import uuid
 from datetime import date, timedelta
@@ -23,7 +24,6 @@ from ml_platform.provenance.reads import INPUTS_METADATA_KEY
 from ml_platform.storage.frames import content_hash
 from ml_platform.storage.gcs_io_manager import GCSParquetIOManager
 from ml_platform.storage.gcs_object_store import GCSObjectStore
-from ml_platform.storage.parquet_io_manager import POINTER
 from ml_platform_tests.fixtures.gcs import EMULATOR_HOST_ENV, start_emulator
 from ml_platform_tests.pipeline.helpers import run_failure_message
 
@@ -116,8 +116,8 @@ def test_round_trip_records_uri_generation_size_and_checksum(instance, gcs_bucke
     result = _materialize(instance, io_manager, [NUMBERS], partition="2026-03-01")
     meta = _metadata(instance, NUMBERS, "2026-03-01")
 
-    expected_key = f"lake/lake/numbers/2026-03-01/{result.run_id}.parquet"
-    assert meta["dagster/uri"] == f"gs://{gcs_bucket}/{expected_key}"
+    expected_key = f"lake/lake/numbers/2026-03-01/{result.run_id}-[0-9a-f]{{8}}\\.parquet"
+    assert re.fullmatch(f"gs://{gcs_bucket}/{expected_key}", meta["dagster/uri"])
     blob = _blob(gcs_client, meta["dagster/uri"])
     assert meta["ml_platform/generation"] == str(blob.generation)
     assert meta["ml_platform/size_bytes"] == blob.size
@@ -163,7 +163,7 @@ def test_every_version_stays_loadable_and_loads_resolve_the_latest(
         frame = pl.read_parquet(_blob(gcs_client, uri).download_as_bytes())
         assert frame["value"].to_list() == [v * version for v in range(ROWS_PER_DAY)]
 
-    pointer = io_manager.current_version(NUMBERS, "2026-03-02")
+    pointer = io_manager.current_version(instance, NUMBERS, "2026-03-02")
     assert pointer["uri"] == uris[-1]
     _materialize(instance, io_manager, ["same_day"], partition="2026-03-02")
     loaded = _metadata(instance, dg.AssetKey("same_day"), "2026-03-02")[INPUTS_METADATA_KEY]
@@ -177,7 +177,9 @@ def test_single_run_backfill_writes_one_version_per_partition(instance, gcs_buck
     for day in range(1, 6):
         partition = f"2026-03-0{day}"
         meta = _metadata(instance, NUMBERS, partition)
-        assert meta["dagster/uri"].endswith(f"/{partition}/{result.run_id}.parquet")
+        assert re.search(
+            rf"/{partition}/{result.run_id}-[0-9a-f]{{8}}\.parquet$", meta["dagster/uri"]
+        )
         frame = pl.read_parquet(_blob(gcs_client, meta["dagster/uri"]).download_as_bytes())
         assert frame["partition_date"].unique().to_list() == [date.fromisoformat(partition)]
         assert meta["dagster/row_count"] == ROWS_PER_DAY
@@ -192,7 +194,7 @@ def test_28_day_window_loads_every_partition_and_records_each_read(instance, gcs
     _materialize(instance, io_manager, ["window_summary"], partition=end.isoformat())
     summary = pl.read_parquet(
         io_manager.store().get(
-            io_manager.current_version(dg.AssetKey("window_summary"), "2026-03-01")["key"]
+            io_manager.current_version(instance, dg.AssetKey("window_summary"), "2026-03-01")["key"]
         )
     )
     assert summary.row(0, named=True) == {
@@ -210,23 +212,26 @@ def test_28_day_window_loads_every_partition_and_records_each_read(instance, gcs
     assert all(r["storage_id"] is not None for r in reads)
 
 
-class _PointerWriteFails(GCSObjectStore):
-    """The writer dies after the data object is uploaded, before the pointer is."""
+class _ThirdWriteFails(GCSObjectStore):
+    """The writer dies after two partitions of a range were uploaded."""
 
-    def put(self, key, data):
-        if key.endswith(POINTER):
-            raise ConnectionError("writer killed between data object and pointer")
-        return super().put(key, data)
+    writes = 0
+
+    def put_streamed(self, key, write, size_hint):
+        type(self).writes += 1
+        if type(self).writes == 3:
+            raise ConnectionError("writer killed on the third partition")
+        return super().put_streamed(key, write, size_hint)
 
 
 class _IOWithStore(GCSParquetIOManager):
     """The GCS IO manager with a test-chosen store class (fault injection in the writer)."""
 
-    store_class: str = "pointer_fails"
+    store_class: str = "third_fails"
 
     def store(self) -> GCSObjectStore:
         if self._store is None:
-            cls = {"pointer_fails": _PointerWriteFails, "kill_server": _KillsServerMidUpload}
+            cls = {"third_fails": _ThirdWriteFails, "kill_server": _KillsServerMidUpload}
             self._store = cls[self.store_class](
                 self.gcs.get_client(),
                 self.gcs_bucket,
@@ -237,27 +242,38 @@ class _IOWithStore(GCSParquetIOManager):
         return self._store
 
 
-def _assert_old_version_current(io_manager, client, old_uri: str, failed_run_id: str):
-    pointer = io_manager.current_version(NUMBERS, "2026-03-03")
+def _assert_old_version_current(instance, io_manager, client, old_uri: str):
+    pointer = io_manager.current_version(instance, NUMBERS, "2026-03-03")
     assert pointer["uri"] == old_uri
     frame = pl.read_parquet(io_manager.store().get(pointer["key"]))
     assert frame["value"].to_list() == list(range(ROWS_PER_DAY))
     assert _blob(client, old_uri) is not None
 
 
-def test_writer_dying_before_the_pointer_leaves_the_old_version_current(
-    instance, gcs_bucket, gcs_client
-):
+def test_a_range_dying_half_way_on_gcs_publishes_nothing(instance, gcs_bucket, gcs_client):
     good = _io(gcs_bucket)
-    _materialize(instance, good, [NUMBERS], partition="2026-03-03")
-    old_uri = _metadata(instance, NUMBERS, "2026-03-03")["dagster/uri"]
+    _materialize(instance, good, [NUMBERS], span=("2026-03-01", "2026-03-03"))
+    old = {d: _metadata(instance, NUMBERS, d)["dagster/uri"] for d in _DAYS_1_3}
 
+    _ThirdWriteFails.writes = 0
     failing = _IOWithStore(gcs=GCSResource(), gcs_bucket=gcs_bucket, gcs_prefix="lake")
     result = _materialize(
-        instance, failing, [NUMBERS], partition="2026-03-03", tags={"test/version": "2"}, ok=False
+        instance,
+        failing,
+        [NUMBERS],
+        span=("2026-03-01", "2026-03-03"),
+        tags={"test/version": "2"},
+        ok=False,
     )
     assert not result.success
-    _assert_old_version_current(good, gcs_client, old_uri, result.run_id)
+    uploaded = [b.name for b in gcs_client.list_blobs(gcs_bucket) if result.run_id in b.name]
+    assert len(uploaded) == 2  # in the bucket, but named by no event
+    for day in _DAYS_1_3:
+        assert good.current_version(instance, NUMBERS, day)["uri"] == old[day]
+    _assert_old_version_current(instance, good, gcs_client, old["2026-03-03"])
+
+
+_DAYS_1_3 = ("2026-03-01", "2026-03-02", "2026-03-03")
 
 
 # -- the server stopped mid-upload ---------------------------------------------------------
@@ -332,7 +348,7 @@ def test_server_stopped_mid_upload_leaves_the_old_version_current(
         client = restarted.client()
         names = [b.name for b in client.list_blobs("lake-bucket")]
         assert not any(result.run_id in name for name in names), names
-        _assert_old_version_current(_io("lake-bucket"), client, old_uri, result.run_id)
+        _assert_old_version_current(instance, _io("lake-bucket"), client, old_uri)
     finally:
         restarted.stop()
 
@@ -354,7 +370,7 @@ def test_large_partition_streams_while_encoding_and_records_what_gcs_stored(
     frame = pl.read_parquet(data)
     assert frame.height == 1_200_000
     assert frame["value"].to_list() == list(range(1_200_000))
-    pointer = io_manager.current_version(NUMBERS, "2026-03-04")
+    pointer = io_manager.current_version(instance, NUMBERS, "2026-03-04")
     assert pointer["sha256"] == meta["ml_platform/sha256"]
     assert pointer["content_hash"] == meta["ml_platform/content_hash"] == content_hash(frame)
 
@@ -412,6 +428,6 @@ def test_unknown_objects_fail_clearly(gcs_bucket, instance):
     result = _materialize(instance, io_manager, ["same_day"], partition="2026-03-09", ok=False)
     assert not result.success
     failure = [e for e in result.all_events if e.is_step_failure][0]
-    assert "lake/numbers partition 2026-03-09 has never been stored" in json.dumps(
+    assert "numbers has no materialization of partition(s) 2026-03-09" in json.dumps(
         str(failure.event_specific_data.error)
     )
