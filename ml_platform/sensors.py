@@ -1,18 +1,32 @@
-"""The landing-zone sensor: one run per completed drop, and one more per changed re-drop."""
+"""The landing-zone sensor: one run per completed drop whose content is not ingested yet."""
 
 import json
+from dataclasses import dataclass, replace
 
 import dagster as dg
 
 from ml_platform.assets.raw import RAW_SHIPMENTS
 from ml_platform.jobs import ingest_job
-from ml_platform.landing.zone import LandingZone
+from ml_platform.landing.zone import DropUnreadableError, LandingZone
 from ml_platform.partitions import daily_partitions
 
 FINGERPRINT_TAG = "ml_platform/drop_fingerprint"
 FINGERPRINT_METADATA = "ml_platform/drop_fingerprint"
+RUN_KEY_TAG = "dagster/run_key"
 # Bounds one tick's hashing work; the rest of a large first sighting follows next tick.
 MAX_DROPS_PER_TICK = 100
+
+
+@dataclass
+class Seen:
+    """What the cursor remembers of one partition's drop."""
+
+    token: str
+    fingerprint: str | None
+    # The run requested for this content while its outcome is unknown.
+    run_key: str | None = None
+    # Why that run did not succeed: the drop waits for a re-drop with other content.
+    failure: str | None = None
 
 
 @dg.sensor(
@@ -20,39 +34,118 @@ MAX_DROPS_PER_TICK = 100
     minimum_interval_seconds=30,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description=(
-        "Watches the landing zone; requests one raw/shipments run per completed drop, and "
-        "one more only when a re-drop changes the drop's content."
+        "Watches the landing zone; requests one raw/shipments run per completed drop whose "
+        "content is not ingested yet. A failed drop waits for a re-drop with other content."
     ),
 )
 def landing_zone_sensor(context: dg.SensorEvaluationContext, landing: LandingZone):
-    # Cursor: partition -> [change token, content fingerprint]. A tick stats each drop's
-    # folder and marker and hashes only the drops whose token moved.
-    seen: dict[str, list] = json.loads(context.cursor) if context.cursor else {}
+    # Cursor: partition -> Seen. A tick stats each drop's folder and marker and hashes only
+    # the drops whose token moved; a drop is remembered only once it has been hashed.
+    seen = {p: Seen(*entry) for p, entry in json.loads(context.cursor or "{}").items()}
+    _follow_up_runs(context.instance, seen)
     tokens = landing.completed_drops()
-    changed = sorted(p for p, token in tokens.items() if seen.get(p, [None])[0] != token)
-    valid = set(daily_partitions.get_partition_keys())
-    requests = []
-    for partition in changed[:MAX_DROPS_PER_TICK]:
-        if partition not in valid:
-            context.log.warning(f"ignoring {landing.describe()}/{partition}: not a daily partition")
-            seen[partition] = [tokens[partition], None]
+    changed = sorted(p for p, t in tokens.items() if not _handled(seen.get(p), t))
+    requests, notes, hashed = [], [], 0
+    for partition in changed:
+        if not daily_partitions.has_partition_key(partition):
+            # Left out of the cursor: a drop dated ahead of the last partition is looked at
+            # again every tick (no read) and ingested on the first tick its day exists.
+            notes.append(f"not a daily partition (yet): {partition}")
             continue
-        fingerprint = landing.fingerprint(partition)
-        already = seen.get(partition, [None, None])[1] == fingerprint or (
-            _materialized_fingerprint(context.instance, partition) == fingerprint
-        )
-        seen[partition] = [tokens[partition], fingerprint]
-        if already:
+        if hashed == MAX_DROPS_PER_TICK:
+            notes.append("more changed drops than one tick hashes: the rest follow next tick")
+            break
+        hashed += 1
+        try:
+            fingerprint = landing.fingerprint(partition)
+        except DropUnreadableError as e:
+            # Left out of the cursor, so the next tick tries again.
+            notes.append(f"unreadable, retried next tick: {partition} ({e})")
             continue
-        requests.append(
-            dg.RunRequest(
-                run_key=f"{partition}:{fingerprint[:16]}",
-                partition_key=partition,
-                tags={FINGERPRINT_TAG: fingerprint},
-            )
+        seen[partition], request = _decide(
+            context.instance, partition, tokens[partition], fingerprint, seen.get(partition)
         )
-    skip = None if requests else f"no new or changed drops among {len(tokens)} completed"
-    return dg.SensorResult(run_requests=requests, cursor=json.dumps(seen), skip_reason=skip)
+        requests.extend([request] if request else [])
+    waiting = [f"{p} ({s.failure})" for p, s in sorted(seen.items()) if s.failure and p in tokens]
+    if waiting:
+        notes.append("waiting on a fix: " + "; ".join(waiting))
+    skip = None
+    if requests:  # a tick with requests has no skip reason: its problems go to the log
+        for note in notes:
+            context.log.warning(note)
+    else:
+        skip = "; ".join([f"no new or changed drops among {len(tokens)} completed", *notes])
+    cursor = json.dumps({p: list(vars(s).values()) for p, s in seen.items()})
+    return dg.SensorResult(run_requests=requests, cursor=cursor, skip_reason=skip)
+
+
+def _handled(prev: Seen | None, token: str) -> bool:
+    """Whether the drop with this token was hashed already."""
+    # Older cursors held unhashed [token, None] entries for drops dated ahead of the last
+    # partition; those count as new, or the drops would stay hidden.
+    return prev is not None and prev.token == token and prev.fingerprint is not None
+
+
+def _decide(
+    instance: dg.DagsterInstance, partition: str, token: str, fingerprint: str, prev: Seen | None
+) -> tuple[Seen, dg.RunRequest | None]:
+    """What to remember of a drop whose token moved, and the run it needs, if any."""
+    if _materialized_fingerprint(instance, partition) == fingerprint:
+        return Seen(token, fingerprint), None
+    if prev is not None and prev.fingerprint == fingerprint:
+        # Same content (a touch, an identical re-drop): its request or failure still stands.
+        return replace(prev, token=token), None
+    if prev is None or prev.fingerprint is None:
+        # No memory of this partition (first sighting, reset cursor): the runs have one.
+        run = _last_run(instance, partition, fingerprint)
+        if run is not None and not run.is_finished:
+            return Seen(token, fingerprint, run_key=run.tags.get(RUN_KEY_TAG)), None
+        if run is not None and run.status != dg.DagsterRunStatus.SUCCESS:
+            return Seen(token, fingerprint, failure=_failure(instance, run)), None
+    # The token is part of the key: each drop gets its own run, even one returning to
+    # content ingested before, while a re-evaluated tick repeats the same key.
+    run_key = f"{partition}:{fingerprint[:16]}:{token}"
+    request = dg.RunRequest(
+        run_key=run_key, partition_key=partition, tags={FINGERPRINT_TAG: fingerprint}
+    )
+    return Seen(token, fingerprint, run_key=run_key), request
+
+
+def _follow_up_runs(instance: dg.DagsterInstance, seen: dict[str, Seen]) -> None:
+    """Learn how requested runs ended; a failed drop stops waiting once its content is in."""
+    for partition, s in seen.items():
+        if s.failure:
+            if _materialized_fingerprint(instance, partition) == s.fingerprint:
+                s.failure = None  # ingested by other means (a manual re-execution, a backfill)
+            continue
+        if s.run_key is None:
+            continue
+        runs = instance.get_runs(filters=dg.RunsFilter(tags={RUN_KEY_TAG: s.run_key}), limit=1)
+        if runs and runs[0].is_finished:
+            s.run_key = None
+            if runs[0].status != dg.DagsterRunStatus.SUCCESS:
+                s.failure = _failure(instance, runs[0])
+
+
+def _last_run(instance: dg.DagsterInstance, partition: str, fingerprint: str):
+    """The latest run that ingested (or tried to) this content into this partition."""
+    tags = {FINGERPRINT_TAG: fingerprint, "dagster/partition": partition}
+    runs = instance.get_runs(filters=dg.RunsFilter(tags=tags), limit=1)
+    return runs[0] if runs else None
+
+
+def _failure(instance: dg.DagsterInstance, run: dg.DagsterRun) -> str:
+    """'run <id> failed: <first step error>', short enough for a tick's skip reason."""
+    records = instance.get_records_for_run(
+        run.run_id, of_type=dg.DagsterEventType.STEP_FAILURE, limit=1
+    ).records
+    outcome = "failed" if run.status == dg.DagsterRunStatus.FAILURE else "canceled"
+    why = "no step failed"
+    if records:
+        data = records[0].event_log_entry.dagster_event.step_failure_data
+        user = data.user_failure_data
+        why = (user.description if user and user.description else data.error.message) or why
+    return f"run {run.run_id[:8]} {outcome}: {' '.join(why.split())[:300]}"
 
 
 def _materialized_fingerprint(instance: dg.DagsterInstance, partition: str) -> str | None:

@@ -8,17 +8,17 @@ bucket; the change token is the marker's generation, which every re-drop renews.
 
 from __future__ import annotations
 
-import hashlib
 from typing import TYPE_CHECKING
 
 from dagster_gcp import GCSResource
+from google.api_core.exceptions import GoogleAPICallError, NotFound
 from pydantic import Field, PrivateAttr
 
 from ml_platform.landing.zone import (
     MARKER,
     DropFile,
+    DropUnreadableError,
     LandingZone,
-    drop_fingerprint,
     quarantine_reason,
 )
 from ml_platform.storage.gcs_object_store import join_key
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from google.cloud import storage
 
 
-class DropChangedError(Exception):
+class DropChangedError(DropUnreadableError):
     """A drop object was replaced between listing and reading it."""
 
 
@@ -86,9 +86,13 @@ class GCSLandingZone(LandingZone):
 
     def list_files(self, partition: str) -> list[DropFile]:
         prefix = self._drop_prefix(partition)
+        try:
+            # delimiter="/": only the drop's own objects, not anything nested below it.
+            blobs = list(self._gcs().list_blobs(self.bucket, prefix=prefix, delimiter="/"))
+        except GoogleAPICallError as e:
+            raise DropUnreadableError(f"gs://{self.bucket}/{prefix}: {e}") from e
         files = []
-        # delimiter="/": only the drop's own objects, not anything nested below it.
-        for blob in self._gcs().list_blobs(self.bucket, prefix=prefix, delimiter="/"):
+        for blob in blobs:
             name = blob.name[len(prefix) :]
             if not name or name.startswith((".", "_")):
                 continue
@@ -106,8 +110,6 @@ class GCSLandingZone(LandingZone):
 
     def read(self, file: DropFile) -> bytes:
         """The bytes of exactly the generation that was listed."""
-        from google.api_core.exceptions import NotFound
-
         blob = (
             self._gcs()
             .bucket(self.bucket)
@@ -120,19 +122,14 @@ class GCSLandingZone(LandingZone):
                 f"{file.uri} generation {file.generation} is gone: the drop was replaced while "
                 "it was being read; the next sensor tick picks up the re-drop"
             ) from None
+        except GoogleAPICallError as e:
+            raise DropUnreadableError(f"{file.uri}: {e}") from e
         if blob.generation is not None and str(blob.generation) != file.generation:
             raise DropChangedError(
                 f"{file.uri} changed from generation {file.generation} to {blob.generation} "
                 "while it was being read; the next sensor tick picks up the re-drop"
             )
         return data
-
-    def fingerprint(self, partition: str) -> str:
-        """Content identity from the listing's checksums: no object is downloaded."""
-        files = self.list_files(partition)
-        missing = [f for f in files if f.content_id is None]
-        shas = {f.name: hashlib.sha256(self.read(f)).hexdigest() for f in missing}
-        return drop_fingerprint(files, shas)
 
     def quarantine(self, file: DropFile, data: bytes, reason: str) -> str:
         bucket = self._gcs().bucket(self.quarantine_bucket or self.bucket)

@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import shutil
+import stat
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,6 +33,10 @@ class DropFile:
     generation: str
     # A content identity the store gives for free (GCS md5); None where bytes must be hashed.
     content_id: str | None = None
+
+
+class DropUnreadableError(Exception):
+    """A drop's files could not be listed or read; the message names the file and the problem."""
 
 
 def quarantine_reason(file: DropFile, data: bytes, reason: str) -> str:
@@ -73,14 +78,20 @@ class LandingZone(dg.ConfigurableResource):
         raise NotImplementedError
 
     def list_files(self, partition: str) -> list[DropFile]:
+        """The drop's data files; raises DropUnreadableError if they cannot be listed."""
         raise NotImplementedError
 
     def read(self, file: DropFile) -> bytes:
+        """The file's bytes; raises DropUnreadableError naming the file and the problem."""
         raise NotImplementedError
 
     def fingerprint(self, partition: str) -> str:
-        """Content identity of the drop; equal exactly when its content is equal."""
-        raise NotImplementedError
+        """Content identity of the drop, reading only files listed without a content id."""
+        files = self.list_files(partition)
+        shas = {
+            f.name: hashlib.sha256(self.read(f)).hexdigest() for f in files if f.content_id is None
+        }
+        return drop_fingerprint(files, shas)
 
     def quarantine(self, file: DropFile, data: bytes, reason: str) -> str:
         """Copy a bad file aside with the reason beside it; returns where it went."""
@@ -127,29 +138,35 @@ class LocalLandingZone(LandingZone):
 
     def list_files(self, partition: str) -> list[DropFile]:
         folder = self._dataset_dir / partition
-        files = []
-        for entry in sorted(os.scandir(folder), key=lambda e: e.name):
-            if entry.name.startswith((".", "_")) or not entry.is_file():
-                continue
-            stat = entry.stat()
-            files.append(
-                DropFile(
-                    partition=partition,
-                    name=entry.name,
-                    uri=Path(entry.path).absolute().as_uri(),
-                    size=stat.st_size,
-                    generation=str(stat.st_mtime_ns),
-                )
-            )
-        return files
+        try:
+            return [self._drop_file(partition, e) for e in _data_entries(folder)]
+        except OSError as e:
+            raise DropUnreadableError(f"{folder.absolute().as_uri()}: {e.strerror or e}") from e
+
+    def _drop_file(self, partition: str, entry: os.DirEntry) -> DropFile:
+        uri = Path(entry.path).absolute().as_uri()
+        try:
+            st = entry.stat()
+        except OSError as e:
+            raise DropUnreadableError(f"{uri}: {e.strerror or e}") from e
+        return DropFile(
+            partition=partition,
+            name=entry.name,
+            uri=uri,
+            size=st.st_size,
+            generation=str(st.st_mtime_ns),
+        )
 
     def read(self, file: DropFile) -> bytes:
-        return (self._dataset_dir / file.partition / file.name).read_bytes()
-
-    def fingerprint(self, partition: str) -> str:
-        files = self.list_files(partition)
-        shas = {f.name: hashlib.sha256(self.read(f)).hexdigest() for f in files}
-        return drop_fingerprint(files, shas)
+        path = self._dataset_dir / file.partition / file.name
+        try:
+            # O_NONBLOCK: a FIFO in a drop fails here instead of blocking the tick forever.
+            with open(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as f:
+                if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                    raise DropUnreadableError(f"{file.uri}: not a regular file")
+                return f.read()
+        except OSError as e:
+            raise DropUnreadableError(f"{file.uri}: {e.strerror or e}") from e
 
     def quarantine(self, file: DropFile, data: bytes, reason: str) -> str:
         target = Path(self.quarantine_root) / self.dataset / file.partition / file.name
@@ -161,3 +178,12 @@ class LocalLandingZone(LandingZone):
             quarantine_reason(file, data, reason)
         )
         return target.absolute().as_uri()
+
+
+def _data_entries(folder: Path) -> list[os.DirEntry]:
+    """The drop's data entries by name: all but hidden names, markers and subfolders."""
+    # Symlinks, FIFOs and the like are listed on purpose: skipping a file that cannot be
+    # read would ingest the drop without it; listed, it makes the drop unreadable instead.
+    with os.scandir(folder) as entries:
+        kept = [e for e in entries if not e.name.startswith((".", "_")) and not e.is_dir()]
+    return sorted(kept, key=lambda e: e.name)
