@@ -1,21 +1,103 @@
-"""Blocking asset checks evaluated inside the asset step, one result per partition.
+"""Asset checks evaluated inside the asset step, one result per partition; blocking ones gate.
 
 Dagster plans a check execution per partition when a run covers a partition range, but an
 ``AssetCheckResult`` from a range run records one unpartitioned result, which leaves every
 planned partition "planned" forever. Yielding one partition-scoped ``AssetCheckEvaluation``
 per partition closes each plan and shows per-day status in the UI. Checking in the asset
 step also avoids re-reading the data the step has just written.
+
+Blocking checks really block (:func:`gated`): they are evaluated on the computed frames
+*before* any output is yielded. When one fails, every evaluation of the run is recorded and the
+step raises ``dg.Failure`` without yielding an ``Output``: the IO manager stores nothing and no
+materialization event is written, so each partition's previous version stays the one
+downstream reads, for the whole range of the run. (Dagster's own blocking-check handling fails
+the step only after the outputs were stored and materialized.)
+
+Each evaluation names a target materialization: Dagster counts a partition's check as passed
+or failed only while its target is the partition's latest materialization, and that state is
+what ``AutomationCondition.all_deps_blocking_checks_passed()`` reads. A successful run's
+evaluations target the materializations it wrote. A failed run's evaluations target each
+partition's current (previous, unchanged) materialization: partitions that passed keep a
+passed state, so a failed range does not stall automation downstream of its good days, while
+a failed partition shows failed and automation downstream of it waits until a good version
+is stored. (With no target Dagster would clear the state: unknown, and blocking, for all.)
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
 
 import dagster as dg
 import pandera.polars as pa
 import polars as pl
 
+# Public as AssetCheckEvaluation's ``target_materialization_data`` argument, not exported by name.
+from dagster._core.definitions.asset_checks.asset_check_evaluation import (
+    AssetCheckEvaluationTargetMaterializationData as Target,
+)
+
 ALL_PARTITIONS = "*"
+
+
+@dataclass(frozen=True)
+class CheckOutcome:
+    """One check's verdict over a run: failures and figures per partition ("*" = every one)."""
+
+    spec: dg.AssetCheckSpec
+    failures: Mapping[str, dict]
+    figures: Mapping[str, dict] = field(default_factory=dict)
+    severity: dg.AssetCheckSeverity = dg.AssetCheckSeverity.ERROR
+
+    def failure(self, partition: str) -> dict | None:
+        return self.failures.get(partition) or self.failures.get(ALL_PARTITIONS)
+
+    @property
+    def blocks(self) -> bool:
+        return self.spec.blocking and self.severity == dg.AssetCheckSeverity.ERROR
+
+
+def gated(
+    context: dg.AssetExecutionContext,
+    outcomes: Iterable[CheckOutcome],
+    outputs: Iterable[dg.Output],
+    headline: str | None = None,
+) -> Iterator[dg.AssetCheckEvaluation | dg.Output]:
+    """The step's events: ``outputs`` and the checks' evaluations, unless a blocking check failed.
+
+    On a blocking failure: every evaluation (all partitions, passed or failed) is yielded, then
+    ``dg.Failure`` is raised naming, one line per partition, the check and its problem; no
+    ``outputs`` are yielded, so nothing is stored or materialized.
+    """
+    outcomes = list(outcomes)
+    problems = [
+        f"{partition} {outcome.spec.asset_key.to_user_string()} {outcome.spec.name}: "
+        f"{_problem(outcome.failure(partition))}"
+        for partition in context.partition_keys
+        for outcome in outcomes
+        if outcome.blocks and outcome.failure(partition)
+    ]
+    if problems:
+        for outcome in outcomes:
+            yield from _evaluations(
+                context, outcome, targets=_current_materializations(context, outcome)
+            )
+        lines = [headline] if headline else []
+        lines.append(
+            f"{len(problems)} blocking check failure(s); nothing was stored, the previous "
+            "version of every partition of this run stays current:"
+        )
+        raise dg.Failure(
+            description="\n".join([*lines, *problems]),
+            metadata={"failed_checks": dg.MetadataValue.json(problems)},
+            allow_retries=False,
+        )
+    yield from outputs
+    for outcome in outcomes:
+        yield from _evaluations(
+            context, outcome, targets=_current_materializations(context, outcome)
+        )
+        yield _check_output(context, outcome.spec)
 
 
 def evaluations(
@@ -25,13 +107,25 @@ def evaluations(
     metadata: Mapping[str, dict] | None = None,
     severity: dg.AssetCheckSeverity = dg.AssetCheckSeverity.ERROR,
 ) -> Iterator[dg.AssetCheckEvaluation | dg.Output]:
-    """One evaluation per partition of the run: failed where ``failures`` names it (or all, with "*").
+    """One evaluation per partition of the run, yielded after the asset's output was stored.
 
-    Ends with the check's own (empty) output, which Dagster requires of every check spec.
+    Each targets the materialization this run wrote for its partition. Ends with the check's
+    own (empty) output, which Dagster requires of every check spec.
     """
+    outcome = CheckOutcome(spec, failures, metadata or {}, severity)
+    yield from _evaluations(context, outcome, targets=_current_materializations(context, outcome))
+    yield _check_output(context, spec)
+
+
+def _evaluations(
+    context: dg.AssetExecutionContext,
+    outcome: CheckOutcome,
+    targets: Mapping[str | None, Target],
+) -> Iterator[dg.AssetCheckEvaluation]:
+    spec = outcome.spec
     for partition in context.partition_keys:
-        failure = failures.get(partition) or failures.get(ALL_PARTITIONS)
-        meta = dict((metadata or {}).get(partition, {}))
+        failure = outcome.failure(partition)
+        meta = dict(outcome.figures.get(partition, {}))
         if failure:
             meta.update(failure)
         yield dg.AssetCheckEvaluation(
@@ -40,11 +134,42 @@ def evaluations(
             passed=failure is None,
             metadata={k: _metadata_value(v) for k, v in meta.items()},
             partition=partition,
+            target_materialization_data=targets.get(partition),
             blocking=spec.blocking,
-            severity=severity,
+            severity=outcome.severity,
         )
-    output_name = context.assets_def.get_output_name_for_asset_check_key(spec.key)
-    yield dg.Output(None, output_name=output_name)
+
+
+def _check_output(context: dg.AssetExecutionContext, spec: dg.AssetCheckSpec) -> dg.Output:
+    return dg.Output(
+        None, output_name=context.assets_def.get_output_name_for_asset_check_key(spec.key)
+    )
+
+
+def _current_materializations(
+    context: dg.AssetExecutionContext, outcome: CheckOutcome
+) -> dict[str | None, Target]:
+    """Partition -> its latest materialization: two queries for the whole range.
+
+    After the outputs were stored these are the ones this run wrote; in a failed run they are
+    the previous versions, which stay current.
+    """
+    instance = context.instance
+    latest = instance.event_log_storage.get_latest_storage_id_by_partition(
+        outcome.spec.asset_key,
+        dg.DagsterEventType.ASSET_MATERIALIZATION,
+        partitions=set(context.partition_keys),
+    )
+    if not latest:
+        return {}
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=outcome.spec.asset_key, storage_ids=list(latest.values())),
+        limit=len(latest),
+    ).records
+    return {
+        r.partition_key: Target(storage_id=r.storage_id, run_id=r.run_id, timestamp=r.timestamp)
+        for r in records
+    }
 
 
 def contract_failures(
@@ -58,16 +183,30 @@ def contract_failures(
         failures: dict[str, dict] = {}
         frame_level = cases.filter(pl.col("index").is_null())
         if frame_level.height:
-            failures[ALL_PARTITIONS] = {"failures": frame_level.head(20).to_dicts()}
+            failures[ALL_PARTITIONS] = _contract_failure(frame_level)
         partitions = df.select(pl.col(partition_column).cast(pl.Utf8).alias("partition"))
         rows = cases.filter(pl.col("index").is_not_null()).join(
             partitions.with_row_index("index").with_columns(pl.col("index").cast(pl.Int32)),
             on="index",
         )
         for (partition,), group in rows.group_by("partition"):
-            failures[partition] = {"failures": group.drop("partition").head(20).to_dicts()}
+            failures[partition] = _contract_failure(group.drop("partition"))
         return failures
     return {}
+
+
+def _contract_failure(cases: pl.DataFrame) -> dict:
+    broken = cases.select(
+        pl.format("{}: {}", pl.col("column").fill_null("frame"), pl.col("check")).alias("rule")
+    )["rule"].unique(maintain_order=True)
+    return {
+        "problem": f"{cases.height} contract failure(s): {', '.join(broken.head(5).to_list())}",
+        "failures": cases.head(20).to_dicts(),
+    }
+
+
+def _problem(failure: dict | None) -> str:
+    return str((failure or {}).get("problem", "failed"))
 
 
 def _metadata_value(value):

@@ -5,7 +5,7 @@ import polars as pl
 
 from ml_platform.assets.raw import RAW_SHIPMENTS
 from ml_platform.automation import follows_upstream
-from ml_platform.checks import contract_failures, evaluations
+from ml_platform.checks import CheckOutcome, contract_failures, gated
 from ml_platform.execution import WAREHOUSE_POOL
 from ml_platform.partitions import daily_partitions
 from ml_platform.schemas import CLEAN_SHIPMENTS
@@ -17,8 +17,20 @@ REJECTED_KEY = dg.AssetKey(["clean", "shipments_rejected"])
 # A drop with more rejects than this is suspect even when some rows survive.
 MAX_REJECTED_SHARE = 0.2
 
-CONTRACT_CHECK = dg.AssetCheckSpec("schema_contract", asset=CLEAN_SHIPMENTS_KEY, blocking=True)
-ROWS_CHECK = dg.AssetCheckSpec("row_count_sanity", asset=CLEAN_SHIPMENTS_KEY, blocking=True)
+# Partitioned checks: Dagster (and automation's blocking-check gate) keeps a check state per
+# day; without partitions_def the latest evaluation of any day would stand for every day.
+CONTRACT_CHECK = dg.AssetCheckSpec(
+    "schema_contract",
+    asset=CLEAN_SHIPMENTS_KEY,
+    blocking=True,
+    partitions_def=daily_partitions,
+)
+ROWS_CHECK = dg.AssetCheckSpec(
+    "row_count_sanity",
+    asset=CLEAN_SHIPMENTS_KEY,
+    blocking=True,
+    partitions_def=daily_partitions,
+)
 
 _SHARED = dict(
     group_name="clean",
@@ -56,37 +68,38 @@ def clean_shipments(context: dg.AssetExecutionContext, raw: pl.DataFrame):
     clean, rejected = clean_rows(raw)
     rows_in = raw.group_by("partition_date").len("rows_in")
     summary = _partition_summary(context.partition_keys, rows_in, clean, rejected)
+    # The checks judge the computed frames before anything is stored (see checks.gated).
+    outcomes = [
+        CheckOutcome(CONTRACT_CHECK, contract_failures(CLEAN_SHIPMENTS, clean, "partition_date")),
+        _row_count_outcome(summary, rejected),
+    ]
     empty = summary.filter(pl.col("rows_out") == 0)
-    if empty.height:
-        # Fail before anything is stored: the previous clean partition stays current.
-        raise dg.Failure(
-            description=(
-                f"no clean rows for partition(s) {empty['partition'].to_list()}; "
-                f"reject reasons: {_top_reasons(rejected)}"
-            ),
-            allow_retries=False,
-        )
+    headline = (
+        f"no clean rows for partition(s) {empty['partition'].to_list()}; "
+        f"reject reasons: {_top_reasons(rejected)}"
+        if empty.height
+        else None
+    )
     for row in summary.iter_rows(named=True):
         meta = {k: dg.MetadataValue.int(v) for k, v in row.items() if k != "partition"}
         context.add_asset_metadata(
             meta, asset_key=CLEAN_SHIPMENTS_KEY, partition_key=row["partition"]
         )
-    yield dg.Output(
-        clean,
-        output_name="clean",
-        data_version=dg.DataVersion(content_hash(clean)),
-        metadata={
-            "dagster/column_schema": _table_schema(clean),
-            "dagster/column_lineage": _column_lineage(),
-        },
-    )
-    yield dg.Output(
-        rejected, output_name="rejected", data_version=dg.DataVersion(content_hash(rejected))
-    )
-    yield from evaluations(
-        context, CONTRACT_CHECK, contract_failures(CLEAN_SHIPMENTS, clean, "partition_date")
-    )
-    yield from _row_count_evaluations(context, summary)
+    outputs = [
+        dg.Output(
+            clean,
+            output_name="clean",
+            data_version=dg.DataVersion(content_hash(clean)),
+            metadata={
+                "dagster/column_schema": _table_schema(clean),
+                "dagster/column_lineage": _column_lineage(),
+            },
+        ),
+        dg.Output(
+            rejected, output_name="rejected", data_version=dg.DataVersion(content_hash(rejected))
+        ),
+    ]
+    yield from gated(context, outcomes, outputs, headline=headline)
 
 
 def _partition_summary(
@@ -114,15 +127,24 @@ def _top_reasons(rejected: pl.DataFrame, n: int = 5) -> dict[str, int]:
     return dict(zip(top["reason"].to_list(), top["len"].to_list(), strict=True))
 
 
-def _row_count_evaluations(context: dg.AssetExecutionContext, summary: pl.DataFrame):
+def _row_count_outcome(summary: pl.DataFrame, rejected: pl.DataFrame) -> CheckOutcome:
     share = summary.with_columns(
         rejected_share=pl.col("rows_rejected") / pl.col("rows_in").clip(lower_bound=1)
     )
-    bad = share.filter((pl.col("rows_out") == 0) | (pl.col("rejected_share") > MAX_REJECTED_SHARE))
-    failures = {
-        row["partition"]: {"problem": f"rejected share above {MAX_REJECTED_SHARE:.0%} or no rows"}
-        for row in bad.iter_rows(named=True)
-    }
+    failures = {}
+    for row in share.iter_rows(named=True):
+        if row["rows_out"] == 0:
+            reasons = _top_reasons(
+                rejected.filter(pl.col("partition_date").cast(pl.Utf8) == row["partition"])
+            )
+            failures[row["partition"]] = {"problem": f"no clean rows; reject reasons: {reasons}"}
+        elif row["rejected_share"] > MAX_REJECTED_SHARE:
+            failures[row["partition"]] = {
+                "problem": (
+                    f"{row['rows_rejected']} of {row['rows_in']} rows rejected "
+                    f"({row['rejected_share']:.1%}, limit {MAX_REJECTED_SHARE:.0%})"
+                )
+            }
     figures = {
         row["partition"]: {
             "rows_out": row["rows_out"],
@@ -130,7 +152,7 @@ def _row_count_evaluations(context: dg.AssetExecutionContext, summary: pl.DataFr
         }
         for row in share.iter_rows(named=True)
     }
-    return evaluations(context, ROWS_CHECK, failures, figures)
+    return CheckOutcome(ROWS_CHECK, failures, figures)
 
 
 def _table_schema(df: pl.DataFrame) -> dg.TableSchema:

@@ -7,15 +7,20 @@ import polars as pl
 
 from ml_platform.assets.clean import CLEAN_SHIPMENTS_KEY
 from ml_platform.automation import follows_upstream
-from ml_platform.checks import contract_failures, evaluations
+from ml_platform.checks import CheckOutcome, contract_failures, gated
 from ml_platform.partitions import TRAILING_WINDOW_DAYS, daily_partitions, trailing_window
 from ml_platform.schemas import SHIPMENT_FEATURES
 from ml_platform.storage.frames import content_hash
 from ml_platform.transforms.shipments import shipment_features as build_features
 
 FEATURES_KEY = dg.AssetKey(["features", "shipment_features"])
-CONTRACT_CHECK = dg.AssetCheckSpec("schema_contract", asset=FEATURES_KEY, blocking=True)
-ROWS_CHECK = dg.AssetCheckSpec("row_count_sanity", asset=FEATURES_KEY, blocking=True)
+# Partitioned checks: a check state per day (see clean.py).
+CONTRACT_CHECK = dg.AssetCheckSpec(
+    "schema_contract", asset=FEATURES_KEY, blocking=True, partitions_def=daily_partitions
+)
+ROWS_CHECK = dg.AssetCheckSpec(
+    "row_count_sanity", asset=FEATURES_KEY, blocking=True, partitions_def=daily_partitions
+)
 
 
 @dg.asset(
@@ -39,19 +44,18 @@ ROWS_CHECK = dg.AssetCheckSpec("row_count_sanity", asset=FEATURES_KEY, blocking=
 def shipment_features(context: dg.AssetExecutionContext, clean: pl.LazyFrame):
     days = [date.fromisoformat(k) for k in context.partition_keys]
     features = build_features(clean, days, TRAILING_WINDOW_DAYS)
-    yield dg.Output(features, data_version=dg.DataVersion(content_hash(features)))
-    yield from evaluations(
-        context, CONTRACT_CHECK, contract_failures(SHIPMENT_FEATURES, features, "partition_date")
-    )
-    yield from _row_count_evaluations(context, clean, features, days)
+    # The checks judge the computed frame before anything is stored (see checks.gated).
+    outcomes = [
+        CheckOutcome(
+            CONTRACT_CHECK, contract_failures(SHIPMENT_FEATURES, features, "partition_date")
+        ),
+        _row_count_outcome(clean, features, days),
+    ]
+    output = dg.Output(features, data_version=dg.DataVersion(content_hash(features)))
+    yield from gated(context, outcomes, [output])
 
 
-def _row_count_evaluations(
-    context: dg.AssetExecutionContext,
-    clean: pl.LazyFrame,
-    features: pl.DataFrame,
-    days: list[date],
-):
+def _row_count_outcome(clean: pl.LazyFrame, features: pl.DataFrame, days: list[date]):
     """Every clean shipment of each day has exactly one feature row, and no day is empty."""
     expected = (
         clean.filter(pl.col("partition_date").is_in(days))
@@ -71,7 +75,12 @@ def _row_count_evaluations(
         .with_columns(partition=pl.col("partition_date").cast(pl.Utf8))
     )
     failures = {
-        row["partition"]: {"problem": "no feature rows, or not one per clean shipment"}
+        row["partition"]: {
+            "problem": (
+                f"{row['feature_rows']} feature rows for {row['clean_rows']} clean shipments "
+                "(want one per shipment, and at least one)"
+            )
+        }
         for row in per_day.iter_rows(named=True)
         if row["feature_rows"] == 0 or row["feature_rows"] != row["clean_rows"]
     }
@@ -79,4 +88,4 @@ def _row_count_evaluations(
         row["partition"]: {"clean_rows": row["clean_rows"], "feature_rows": row["feature_rows"]}
         for row in per_day.iter_rows(named=True)
     }
-    return evaluations(context, ROWS_CHECK, failures, figures)
+    return CheckOutcome(ROWS_CHECK, failures, figures)
