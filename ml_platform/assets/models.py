@@ -6,6 +6,7 @@ import dagster as dg
 import polars as pl
 
 from ml_platform.assets.features import FEATURES_KEY
+from ml_platform.automation import TRAINING_WINDOW
 from ml_platform.checks import evaluations
 from ml_platform.execution import TRAINING_POD_TAGS, WAREHOUSE_POOL
 from ml_platform.models.artifacts import ArtifactError, TrainedModel
@@ -230,6 +231,7 @@ def champion(context: dg.AssetExecutionContext, config: PromotionConfig):
         previous_run_id=current["model_run_id"] if current else None,
     )
     history = [*champion_history(instance), promotion]
+    window = record.asset_materialization.metadata.get("training_window")
     yield dg.Output(
         _history_frame(history),
         # The live model decides every quote: re-promoting the same artifact changes nothing
@@ -241,6 +243,8 @@ def champion(context: dg.AssetExecutionContext, config: PromotionConfig):
             "promoted_by": dg.MetadataValue.text(config.promoted_by),
             "reason": dg.MetadataValue.text(config.reason),
             "summary": dg.MetadataValue.md(_promotion_markdown(promotion)),
+            # Automation adds new quote days only after the live model's training window.
+            **({TRAINING_WINDOW: window} if window is not None else {}),
         },
     )
 

@@ -6,7 +6,12 @@ import polars as pl
 
 from ml_platform.assets.clean import CLEAN_SHIPMENTS_KEY
 from ml_platform.assets.features import FEATURES_KEY
-from ml_platform.automation import follows_upstream
+from ml_platform.automation import (
+    AfterChampionTrainingWindow,
+    content_updated,
+    deps_blocking_checks_passed,
+    follows_upstream,
+)
 from ml_platform.checks import evaluations
 from ml_platform.execution import WAREHOUSE_POOL
 from ml_platform.models.artifacts import ArtifactError
@@ -25,16 +30,27 @@ MAX_MAPE = 0.15
 
 
 def predict_condition() -> dg.AutomationCondition:
-    """New feature days get quotes; a new champion does not rescore history (it shows as stale)."""
-    features_updated = dg.AutomationCondition.any_deps_match(
-        dg.AutomationCondition.newly_updated()
+    """Quotes follow changed features: existing quote days are refreshed, new days are added
+    only after the live champion's training window; a new champion rescores nothing (old
+    quotes show as stale).
+
+    No ``newly_missing()``: a day gets its first quotes when its features arrive (new content)
+    after the training window. Days inside the window, or quoted by nobody, are never created
+    by automation; the CLI or a backfill can still quote them.
+    """
+    features_changed = dg.AutomationCondition.any_deps_match(
+        content_updated() | dg.AutomationCondition.will_be_requested()
     ).allow(dg.AssetSelection.assets(FEATURES_KEY))
+    quotable = (~dg.AutomationCondition.missing() | AfterChampionTrainingWindow()).with_label(
+        "quoted_or_after_training_window"
+    )
     return (
-        (dg.AutomationCondition.newly_missing() | features_updated).since_last_handled()
+        (features_changed & quotable).since_last_handled()
         & ~dg.AutomationCondition.any_deps_missing()
         & ~dg.AutomationCondition.any_deps_in_progress()
         & ~dg.AutomationCondition.in_progress()
-    ).with_label("after_new_features")
+        & deps_blocking_checks_passed()
+    ).with_label("after_changed_features")
 
 
 @dg.asset(
