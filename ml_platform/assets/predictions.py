@@ -90,7 +90,10 @@ def price_quotes(context: dg.AssetExecutionContext, features: pl.DataFrame, cham
         champion_run_id=pl.lit(champion_read.run_id),
         champion_storage_id=pl.lit(champion_read.storage_id, dtype=pl.Int64),
     )
-    return dg.Output(quotes, metadata=_distribution(quotes, live))
+    # Figures per day: a range run's output metadata would give every day the range's.
+    for (day,), day_quotes in quotes.group_by("partition_date"):
+        context.add_asset_metadata(_distribution(day_quotes, live), partition_key=day.isoformat())
+    return dg.Output(quotes)
 
 
 def _distribution(quotes: pl.DataFrame, live: dict) -> dict:
