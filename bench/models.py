@@ -158,11 +158,11 @@ def _bench(home: Path, args) -> int:
             assert result.success
             job.append((_step_seconds(result), run))
             with _phase("direct") as call:
-                features = _load_partition(store, FEATURES_KEY, day)
+                features = _load_partition(instance, store, FEATURES_KEY, day)
                 predicted = predict(model, features)
             direct.append((call.seconds, call))
 
-        quotes = _load_partition(store, PREDICTIONS_KEY, day)
+        quotes = _load_partition(instance, store, PREDICTIONS_KEY, day)
         assert quotes["shipment_id"].to_list() == features["shipment_id"].to_list()
         assert np.allclose(quotes["predicted_price_eur"].to_numpy(), predicted)
         rows = features.height
@@ -247,13 +247,10 @@ def _latest_metadata(instance, asset_key, partition: str) -> dict:
     return records[0].asset_materialization.metadata
 
 
-def _load_partition(store, asset_key, partition: str):
+def _load_partition(instance, store, asset_key, partition: str):
     """One partition's current version, read the way the IO manager reads it."""
-    import json
-
-    prefix = "/".join([*asset_key.path, partition])
-    pointer = json.loads(store.get(f"{prefix}/_CURRENT.json"))
-    return store.scan_parquet([pointer["key"]]).collect()
+    key = _latest_metadata(instance, asset_key, partition)["ml_platform/object_key"].value
+    return store.scan_parquet([key]).collect()
 
 
 def _fmt(values) -> str:

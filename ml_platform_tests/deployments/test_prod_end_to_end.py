@@ -270,7 +270,7 @@ def test_sensor_requested_one_ingest_run_per_drop_in_the_landing_bucket(prod):
 def test_raw_in_the_lake_holds_every_landed_row(prod):
     lake = _lake()
     for drop in prod.drops:
-        pointer = lake.current_version(RAW_SHIPMENTS, drop.partition.isoformat())
+        pointer = lake.current_version(prod.instance, RAW_SHIPMENTS, drop.partition.isoformat())
         assert pointer["uri"].startswith(f"gs://{LAKE_BUCKET}/{LAKE_PREFIX}/raw/shipments/")
         assert pointer["rows"] == drop.rows
 
@@ -293,12 +293,12 @@ def test_features_in_the_lake_read_clean_partitions_from_postgres(prod):
     lake = _lake()
     clean = _counts(prod.pg, "clean.shipments")
     for day in _days():
-        pointer = lake.current_version(FEATURES_KEY, day)
+        pointer = lake.current_version(prod.instance, FEATURES_KEY, day)
         prefix = f"gs://{LAKE_BUCKET}/{LAKE_PREFIX}/features/shipment_features/{day}/"
         assert pointer["uri"].startswith(prefix)
         assert pointer["rows"] == clean[day]
     features = pl.read_parquet(
-        lake.store().get(lake.current_version(FEATURES_KEY, _days()[-1])["key"])
+        lake.store().get(lake.current_version(prod.instance, FEATURES_KEY, _days()[-1])["key"])
     )
     assert features.height == clean[_days()[-1]]
     last = latest_materialization(prod.instance, "features/shipment_features", _days()[-1])
@@ -383,7 +383,9 @@ def test_prediction_provenance_names_lake_features_and_the_postgres_champion(pro
         inputs = _inputs(latest_materialization(prod.instance, "predictions/price_quotes", day))
         features = inputs["features/shipment_features"]
         assert [r["partition"] for r in features] == [day]
-        assert features[0]["uri"] == _lake().current_version(FEATURES_KEY, day)["uri"]
+        assert (
+            features[0]["uri"] == _lake().current_version(prod.instance, FEATURES_KEY, day)["uri"]
+        )
         assert features[0]["uri"].startswith(f"gs://{LAKE_BUCKET}/")
         [champion_read] = inputs["models/champion"]
         assert champion_read["uri"] == _pg_uri(prod.pg, "models.champion", None)

@@ -79,7 +79,7 @@ def test_raw_reads_a_gcs_drop_and_records_its_objects(instance, gcs_client, gcs_
     sources = meta["ml_platform/source_files"].value
     assert [s["uri"] for s in sources] == [f"gs://{gcs_bucket}/{k}" for k in sorted(files)]
     stored = pl.read_parquet(
-        lake.store().get(lake.current_version(RAW_SHIPMENTS, partition)["key"])
+        lake.store().get(lake.current_version(instance, RAW_SHIPMENTS, partition)["key"])
     )
     assert stored.height == 20
     assert _tick(instance, zone, None)[0] == []
