@@ -23,9 +23,11 @@ def file_backfill(
     description: str | None = None,
 ) -> str:
     """Add a backfill of these asset partitions for the daemon to run; returns its id."""
-    from dagster._core.definitions.assets.graph.asset_graph_subset import AssetGraphSubset
-    from dagster._core.execution.backfill import PartitionBackfill
-    from dagster._core.utils import make_new_backfill_id
+    from ml_platform.dagster_internals import (
+        AssetGraphSubset,
+        PartitionBackfill,
+        make_new_backfill_id,
+    )
 
     subsets = {
         key: graph.get(key).partitions_def.subset_with_partition_keys(sorted(keys))

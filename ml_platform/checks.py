@@ -32,10 +32,7 @@ import dagster as dg
 import pandera.polars as pa
 import polars as pl
 
-# Public as AssetCheckEvaluation's ``target_materialization_data`` argument, not exported by name.
-from dagster._core.definitions.asset_checks.asset_check_evaluation import (
-    AssetCheckEvaluationTargetMaterializationData as Target,
-)
+from ml_platform.dagster_internals import CheckTarget as Target
 
 ALL_PARTITIONS = "*"
 

@@ -355,16 +355,12 @@ def _run_job(
 ) -> int:
     """Execute one of the code location's jobs as a run on the instance (it shows in the UI)."""
     import dagster as dg
-    from dagster._core.storage.tags import (
-        ASSET_PARTITION_RANGE_END_TAG,
-        ASSET_PARTITION_RANGE_START_TAG,
-    )
 
     from ml_platform.definitions import defs
 
     job = defs.resolve_job_def(job_name)
     tags = (
-        {ASSET_PARTITION_RANGE_START_TAG: first, ASSET_PARTITION_RANGE_END_TAG: last}
+        {"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last}
         if first
         else {}
     )

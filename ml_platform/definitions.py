@@ -28,6 +28,9 @@ automation_sensor = dg.AutomationConditionSensorDefinition(
     target=dg.AssetSelection.all(),
     default_status=dg.DefaultSensorStatus.RUNNING,
     minimum_interval_seconds=30,
+    # The conditions include Python ones (ml_platform.automation) that only the code
+    # server can evaluate; the daemon cannot deserialize them.
+    use_user_code_server=True,
 )
 
 

@@ -1,0 +1,50 @@
+"""The private Dagster APIs the platform uses (ml_platform/dagster_internals.py), as it uses them.
+
+If this fails after a Dagster upgrade, the named API moved or changed: adapt
+ml_platform/dagster_internals.py and its users before anything else.
+"""
+
+import dagster as dg
+
+from ml_platform.backfills import file_backfill
+from ml_platform.dagster_internals import CheckTarget
+
+daily = dg.DailyPartitionsDefinition(start_date="2026-01-01")
+
+
+@dg.asset(partitions_def=daily)
+def days() -> None: ...
+
+
+@dg.asset
+def summary() -> None: ...
+
+
+def test_a_backfill_of_exact_partitions_is_filed_for_the_daemon(instance):
+    graph = dg.Definitions(assets=[days, summary]).resolve_asset_graph()
+    backfill_id = file_backfill(
+        instance,
+        graph,
+        {days.key: ["2026-01-02", "2026-01-05"]},
+        unpartitioned=[summary.key],
+        title="exact",
+    )
+    backfill = instance.get_backfill(backfill_id)
+    assert backfill.title == "exact"
+    subset = backfill.asset_backfill_data.target_subset
+    assert set(subset.get_partitions_subset(days.key).get_partition_keys()) == {
+        "2026-01-02",
+        "2026-01-05",
+    }
+    assert subset.non_partitioned_asset_keys == {summary.key}
+
+
+def test_a_check_evaluation_names_its_target_materialization(instance):
+    evaluation = dg.AssetCheckEvaluation(
+        asset_key=days.key,
+        check_name="c",
+        passed=True,
+        partition="2026-01-01",
+        target_materialization_data=CheckTarget(storage_id=7, run_id="r", timestamp=1.0),
+    )
+    assert evaluation.target_materialization_data.storage_id == 7
