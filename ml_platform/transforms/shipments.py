@@ -139,12 +139,16 @@ def shipment_features(window: pl.LazyFrame, days: list[date], window_days: int) 
     last day. The aggregates exclude the shipment's own day, so a price never leaks into
     its own features.
     """
+    # Sums are exact integers (micro-euros): float sums depend on summation order and a
+    # rolling sum on where its window series started, so the same day built alone or inside
+    # a range would differ in the last bits, and automation, which compares content hashes,
+    # would see unchanged days as changed.
     daily = (
         window.group_by("lane", "partition_date")
         .agg(
             n=pl.len(),
-            price_sum=pl.col("price_eur").sum(),
-            price_per_km_sum=(pl.col("price_eur") / pl.col("distance_km")).sum(),
+            price_sum=_micro(pl.col("price_eur")).sum(),
+            price_per_km_sum=_micro(pl.col("price_eur") / pl.col("distance_km")).sum(),
         )
         .sort("partition_date")
     )
@@ -163,10 +167,10 @@ def shipment_features(window: pl.LazyFrame, days: list[date], window_days: int) 
         "partition_date",
         "lane_shipments_28d",
         lane_mean_price_28d=pl.when(pl.col("lane_shipments_28d") > 0).then(
-            pl.col("price_sum") / pl.col("lane_shipments_28d")
+            pl.col("price_sum") / pl.col("lane_shipments_28d") / _MICRO
         ),
         lane_mean_price_per_km_28d=pl.when(pl.col("lane_shipments_28d") > 0).then(
-            pl.col("price_per_km_sum") / pl.col("lane_shipments_28d")
+            pl.col("price_per_km_sum") / pl.col("lane_shipments_28d") / _MICRO
         ),
     )
     todays = window.filter(pl.col("partition_date").is_in(days))
@@ -194,3 +198,11 @@ def shipment_features(window: pl.LazyFrame, days: list[date], window_days: int) 
         .sort("partition_date", "booked_at", "shipment_id")
         .collect()
     )
+
+
+_MICRO = 1_000_000
+
+
+def _micro(amount: pl.Expr) -> pl.Expr:
+    """An amount in millionths, as an integer: sums of it are exact in any order."""
+    return (amount * _MICRO).round().cast(pl.Int64)

@@ -63,3 +63,42 @@ def test_a_range_run_stores_the_same_content_as_single_partition_runs(
         assert {a: v[1] for a, v in single.items()} == {
             a: v[1] for a, v in ranged[partition].items()
         }
+
+
+def test_a_feature_day_is_identical_whether_built_alone_or_inside_a_range():
+    """Exact, not approximately equal: automation compares content hashes, so a float that
+    depends on where a rolling window started would make unchanged days look changed."""
+    import numpy as np
+    import polars as pl
+
+    from ml_platform.transforms.shipments import shipment_features
+
+    rng = np.random.default_rng(3)
+    n = 60_000
+    first = date(2026, 1, 1)
+    days = pl.date_range(first, date(2026, 2, 19), eager=True)
+    clean = pl.DataFrame(
+        {
+            "shipment_id": [f"s{i}" for i in range(n)],
+            "partition_date": days.sample(n, with_replacement=True, seed=3),
+            "lane": rng.choice(["A->B", "B->C", "C->D"], n),
+            "price_eur": rng.lognormal(6, 1, n),
+            "distance_km": rng.uniform(10, 3000, n),
+            "weight_kg": rng.uniform(1, 900, n),
+            "volume_m3": rng.uniform(0.1, 30, n),
+            "transport_mode": rng.choice(["road", "rail"], n),
+            "carrier": rng.choice(["x", "y"], n),
+            "origin_country": "DE",
+            "destination_country": "FR",
+        }
+    ).with_columns(booked_at=pl.col("partition_date").cast(pl.Datetime("us")))
+    day = date(2026, 2, 18)
+
+    def built(start: date, wanted: list[date]) -> pl.DataFrame:
+        window = clean.lazy().filter(pl.col("partition_date").is_between(start, day))
+        return shipment_features(window, wanted, 28).filter(pl.col("partition_date") == day)
+
+    alone = built(date(2026, 1, 21), [day])
+    in_range = built(first, list(pl.date_range(date(2026, 1, 29), day, eager=True)))
+    assert alone.height > 1000
+    assert alone.equals(in_range)
