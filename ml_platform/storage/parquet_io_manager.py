@@ -146,7 +146,9 @@ class VersionedParquetIOManager(dg.ConfigurableIOManager):
         meta = version.metadata
         data = self.store().get(version.object_key)
         if data is None:
-            raise ArtifactError(f"{version.where}: the artifact {meta['dagster/uri']} no longer exists")
+            raise ArtifactError(
+                f"{version.where}: the artifact {meta['dagster/uri']} no longer exists"
+            )
         pipeline = load_model(data, meta["ml_platform/sha256"], meta["dagster/uri"])
         return TrainedModel(pipeline, meta[FEATURE_COLUMNS_KEY], source=version_dict(version))
 
