@@ -22,7 +22,7 @@ data_pipeline_job = dg.define_asset_job(
     description="The data half of the graph: raw, clean (and rejects) and features.",
 )
 
-# The CLI's model commands are thin shells over these jobs (ml_platform/cli.py).
+# The CLI's model commands are thin shells over these jobs (ml_platform/cli/models.py).
 train_job = dg.define_asset_job(
     "train_price_model",
     selection=dg.AssetSelection.assets(PRICE_MODEL_KEY),
