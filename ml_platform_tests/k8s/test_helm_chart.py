@@ -56,20 +56,49 @@ def test_validation_rejects_a_broken_manifest(helm: Path) -> None:
         kubernetes_validate.validate(broken, KUBERNETES_VERSION, strict=True)
 
 
-def test_prod_renders_policies_and_budgets_for_both_webservers(helm: Path) -> None:
+def test_prod_renders_policies_and_budgets_for_webservers_and_code_server(helm: Path) -> None:
     manifests = render(helm, "prod")
     kinds = sorted((m["kind"], m["metadata"]["name"]) for m in manifests)
     assert kinds == [
         ("NetworkPolicy", "ml-platform-code-server"),
         ("NetworkPolicy", "ml-platform-webservers"),
+        ("PodDisruptionBudget", "ml-platform-code-server"),
         ("PodDisruptionBudget", "ml-platform-dagster-webserver"),
         ("PodDisruptionBudget", "ml-platform-dagster-webserver-read-only"),
     ]
 
 
 def test_dev_has_no_budgets_that_would_block_node_drains(helm: Path) -> None:
-    kinds = {m["kind"] for m in render(helm, "dev")}
-    assert kinds == {"NetworkPolicy"}
+    budgets = [m for m in render(helm, "dev") if m["kind"] == "PodDisruptionBudget"]
+    # Only the code server's, which admits a disruption: a single replica can always be drained.
+    assert [b["metadata"]["name"] for b in budgets] == ["ml-platform-code-server"]
+    assert budgets[0]["spec"] == {
+        "maxUnavailable": 1,
+        "selector": {
+            "matchLabels": {
+                "app.kubernetes.io/instance": "dagster",
+                "component": "user-deployments",
+                "deployment": "ml-platform",
+            }
+        },
+    }
+
+
+@pytest.mark.parametrize("env", sorted(ENV_VALUES))
+def test_code_server_budget_selects_the_user_deployment(helm: Path, env: str) -> None:
+    """Same pod selector as the code-server policy: the labels the official subchart sets."""
+    manifests = render(helm, env)
+    budget = next(
+        m
+        for m in manifests
+        if m["kind"] == "PodDisruptionBudget" and m["metadata"]["name"].endswith("code-server")
+    )
+    policy = next(
+        m
+        for m in manifests
+        if m["kind"] == "NetworkPolicy" and m["metadata"]["name"].endswith("code-server")
+    )
+    assert budget["spec"]["selector"] == policy["spec"]["podSelector"]
 
 
 @pytest.mark.parametrize("env", sorted(ENV_VALUES))

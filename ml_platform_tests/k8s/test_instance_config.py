@@ -98,6 +98,35 @@ def test_dagster_rejects_run_limits_in_two_places(tmp_path: Path) -> None:
         dagster_instance_config(str(copy_with(tmp_path, add_run_coordinator)))
 
 
+def test_dagster_accepts_the_queue_the_helm_values_render(tmp_path: Path) -> None:
+    """What the chart writes for runCoordinator.enabled with concurrency.enabled: a bare
+    QueuedRunCoordinator (limits only in `concurrency`), which Dagster accepts and which takes
+    its run limits from `concurrency.runs`."""
+    from dagster._core.instance.config import ConcurrencyConfig
+    from dagster._core.run_coordinator.queued_run_coordinator import QueuedRunCoordinator
+
+    helm = load_yaml(VALUES_FILES["prod"])
+    queued = helm["dagsterDaemon"]["runCoordinator"]["config"]["queuedRunCoordinator"]
+
+    def add_queue(config: dict[str, Any]) -> None:
+        config["run_coordinator"] = {
+            "module": "dagster.core.run_coordinator",
+            "class": "QueuedRunCoordinator",
+            "config": {"dequeue_interval_seconds": queued["dequeueIntervalSeconds"]},
+        }
+
+    config, _ = dagster_instance_config(str(copy_with(tmp_path, add_queue)))
+    coordinator = QueuedRunCoordinator(**config["run_coordinator"]["config"])
+    effective = ConcurrencyConfig.from_concurrency_settings(
+        config["concurrency"], coordinator.get_run_queue_config()
+    ).run_queue_config
+    assert effective is not None
+    assert effective.max_concurrent_runs == helm["concurrency"]["runs"]["maxConcurrentRuns"]
+    assert [
+        {"key": t["key"], "limit": t["limit"]} for t in effective.tag_concurrency_limits
+    ] == helm["concurrency"]["runs"]["tagConcurrencyLimits"]
+
+
 def test_a_missing_environment_variable_is_named(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

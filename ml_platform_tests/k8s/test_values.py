@@ -126,9 +126,21 @@ def test_backfills_are_limited(chart_values: Values) -> None:
     backfill = [t for t in runs["tagConcurrencyLimits"] if t["key"] == "dagster/backfill"]
     assert backfill and 0 < backfill[0]["limit"] < runs["maxConcurrentRuns"]
     assert concurrency["pools"]["defaultLimit"] >= 1
-    # Dagster refuses run limits both in `concurrency.runs` and in run_coordinator; the chart
-    # writes run_coordinator limits whenever its runCoordinator is enabled.
-    assert values["dagsterDaemon"]["runCoordinator"]["enabled"] is False
+    # The queue that enforces them, explicitly: with runCoordinator disabled the official chart
+    # writes SyncInMemoryRunCoordinator and every limit above goes unenforced.
+    coordinator = values["dagsterDaemon"]["runCoordinator"]
+    assert values["dagsterDaemon"]["enabled"] is True
+    assert coordinator["enabled"] is True and coordinator["type"] == "QueuedRunCoordinator"
+    # Dagster rejects run limits, tag limits or the op-slot buffer in run_coordinator next to
+    # `concurrency`; the chart omits the first two when unset and concurrency is enabled, and
+    # null removes its default blockOpConcurrencyLimitedRuns.
+    queued = coordinator["config"]["queuedRunCoordinator"]
+    assert queued.get("maxConcurrentRuns") is None
+    assert not queued.get("tagConcurrencyLimits")
+    assert (
+        "blockOpConcurrencyLimitedRuns" in queued
+        and queued["blockOpConcurrencyLimitedRuns"] is None
+    )
 
 
 def assert_resources(resources: dict[str, Any], where: str) -> None:
