@@ -1,0 +1,221 @@
+"""Read-only SQL over a catalog of stored versions: an in-memory DuckDB of copies.
+
+Each view of the catalog becomes a table in an in-memory DuckDB database, loaded from Arrow
+(``views.load_frame``); the catalog itself is ``ml_platform.versions``. Queries cannot change
+anything outside that database, twice over: only single SELECT statements are accepted
+(``DROP``, ``INSERT``, ``COPY ... TO``, ``ATTACH``, ``SET`` ... are refused before they run),
+and once the data is loaded DuckDB's file system access is switched off and its
+configuration locked, so not even a SELECT can read or write a file. Results leave DuckDB
+as Arrow and are written by Python (table, CSV, JSON, Parquet).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import uuid
+from pathlib import Path
+from typing import IO
+
+import duckdb
+import polars as pl
+import pyarrow as pa
+
+from ml_platform.analytics.views import (
+    CATALOG_SCHEMA,
+    VERSIONS_TABLE,
+    Catalog,
+    View,
+    check_available,
+    load_frame,
+    quote_ident,
+)
+
+FORMATS = ("table", "csv", "json", "parquet")
+_ALLOWED = {"SELECT"}
+
+
+class QueryRefusedError(Exception):
+    """A statement that is not a single read-only SELECT."""
+
+
+def one_line(error: BaseException) -> str:
+    """DuckDB's message on one line: its text without the LINE/caret excerpt."""
+    lines = []
+    for line in str(error).splitlines():
+        if line.startswith("LINE ") or not line.strip():
+            if line.startswith("LINE "):
+                break
+            continue
+        lines.append(line.strip())
+    return " ".join(lines) or type(error).__name__
+
+
+class Session:
+    """An in-memory DuckDB over one catalog; views are loaded the first time a query needs them."""
+
+    def __init__(self, catalog: Catalog) -> None:
+        self.catalog = catalog
+        self.views = catalog.views()
+        self.con = duckdb.connect(":memory:")
+        self.loaded: set[str] = set()
+        self.locked = False
+        check_available(catalog)
+        self._create_catalog_table()
+
+    def close(self) -> None:
+        self.con.close()
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- loading ---------------------------------------------------------------------------
+    def _create_catalog_table(self) -> None:
+        self.con.execute(f"CREATE SCHEMA {quote_ident(CATALOG_SCHEMA)}")
+        self._create(
+            f"{quote_ident(CATALOG_SCHEMA)}.{VERSIONS_TABLE}", self.catalog.versions_frame()
+        )
+
+    def _create(self, qualified: str, frame: pl.DataFrame) -> None:
+        arrow = frame.to_arrow()
+        name = f"_load_{uuid.uuid4().hex}"
+        self.con.register(name, arrow)
+        try:
+            self.con.execute(f"CREATE TABLE {qualified} AS SELECT * FROM {name}")  # noqa: S608
+        finally:
+            self.con.unregister(name)
+
+    def load(self, names: set[str] | None = None) -> None:
+        """Load the named views (all when None) that are not loaded yet."""
+        wanted = sorted(set(self.views) if names is None else names & set(self.views))
+        for name in wanted:
+            if name in self.loaded:
+                continue
+            view = self.views[name]
+            if self.locked:
+                raise RuntimeError("views must be loaded before the session is locked")
+            self.con.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(view.schema)}")
+            self._create(view.qualified, load_frame(self.catalog, view))
+            self.loaded.add(name)
+
+    def load_for(self, query: str) -> None:
+        """Load the views a query reads (every view when that cannot be told)."""
+        self.load(referenced_views(query, self.views))
+
+    def lock(self) -> None:
+        """No file access and no configuration change from here on."""
+        if not self.locked:
+            self.con.execute("SET enable_external_access = false")
+            self.con.execute("SET lock_configuration = true")
+            self.locked = True
+
+    # -- querying --------------------------------------------------------------------------
+    def query(self, sql: str) -> pa.Table:
+        """Run one read-only SELECT; DuckDB's errors propagate as ``duckdb.Error``."""
+        refuse_unless_select(self.con, sql)
+        self.load_for(sql)
+        self.lock()
+        relation = self.con.sql(sql)
+        # duckdb 2 names it to_arrow_table; 1.x returned a Table from arrow().
+        to_arrow = getattr(relation, "to_arrow_table", None) or relation.arrow
+        return to_arrow()
+
+    def export(self, path: Path) -> list[str]:
+        """Write every view and the catalog table as tables of a DuckDB database file.
+
+        Written to a temporary file beside it and renamed, so an interrupted export never
+        leaves a half-written database under the name. Returns the tables written.
+        """
+        self.load()
+        if self.locked:
+            raise RuntimeError("export before the session is locked")
+        path = Path(path).absolute()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+        literal = "'" + str(tmp).replace("'", "''") + "'"
+        tables = [f"{CATALOG_SCHEMA}.{VERSIONS_TABLE}", *sorted(self.loaded)]
+        self.con.execute(f"ATTACH {literal} AS ml_platform_export")
+        try:
+            for name in tables:
+                schema, table = name.split(".", 1)
+                target = f"ml_platform_export.{quote_ident(schema)}"
+                self.con.execute(f"CREATE SCHEMA IF NOT EXISTS {target}")
+                self.con.execute(
+                    f"CREATE TABLE {target}.{quote_ident(table)} AS "  # noqa: S608
+                    f"SELECT * FROM memory.{quote_ident(schema)}.{quote_ident(table)}"
+                )
+        finally:
+            self.con.execute("DETACH ml_platform_export")
+        try:
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+            Path(f"{tmp}.wal").unlink(missing_ok=True)
+        return tables
+
+
+def refuse_unless_select(con: duckdb.DuckDBPyConnection, sql: str) -> None:
+    """Accept exactly one SELECT (including WITH, DESCRIBE, SHOW, SUMMARIZE); refuse the rest."""
+    statements = con.extract_statements(sql)
+    if not statements:
+        raise QueryRefusedError("no statement given")
+    if len(statements) > 1:
+        raise QueryRefusedError(f"one statement at a time, got {len(statements)}")
+    kind = statements[0].type.name
+    if kind not in _ALLOWED:
+        raise QueryRefusedError(
+            f"read-only: {kind} statements are refused, only SELECT queries run here"
+        )
+
+
+_ALIAS = re.compile(r"\s+AS\s+.*$", re.IGNORECASE | re.DOTALL)
+
+
+def referenced_views(sql: str, views: dict[str, View]) -> set[str] | None:
+    """The views a query names, or None (all of them) when it names none or cannot be parsed."""
+    try:
+        names = duckdb.get_table_names(sql, qualified=True)
+    except duckdb.Error:
+        return None
+    wanted = set()
+    for name in names:
+        base = _ALIAS.sub("", name).replace('"', "").strip().lower()
+        if base.startswith("memory."):
+            base = base[len("memory.") :]
+        if base in views:
+            wanted.add(base)
+    return wanted or None
+
+
+# -- output --------------------------------------------------------------------------------
+def write_result(
+    table: pa.Table, fmt: str, out: IO[str], output: Path | None = None, max_rows: int = 100
+) -> None:
+    """Write a query result as a table, CSV, JSON (an array of objects) or Parquet."""
+    frame = pl.from_arrow(table)
+    assert isinstance(frame, pl.DataFrame)
+    if fmt == "parquet":
+        if output is None:
+            raise ValueError("--format parquet needs --output FILE")
+        frame.write_parquet(output)
+        return
+    if fmt == "csv":
+        text = frame.write_csv()
+    elif fmt == "json":
+        text = frame.write_json() + "\n"
+    else:
+        with pl.Config(
+            tbl_rows=max_rows,
+            tbl_cols=-1,
+            tbl_width_chars=200,
+            fmt_str_lengths=60,
+            tbl_hide_column_data_types=False,
+        ):
+            text = str(frame) + "\n"
+    if output is not None:
+        Path(output).write_text(text)
+    else:
+        out.write(text)
