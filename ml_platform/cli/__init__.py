@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ml_platform.cli import data, dev, models, provenance
+from ml_platform.cli import data, dev, models, provenance, sql
 from ml_platform.cli.home import use_platform_dagster_home, with_default_landing
 
 # Commands that pass their own arguments on to another parser.
@@ -24,7 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser(
         "retention", help="remove stored versions no provenance needs", add_help=False
     )
-    for module in (data, models, provenance, dev):
+    for module in (data, models, provenance, dev, sql):
         module.add_parsers(commands)
     return parser
 
