@@ -163,7 +163,7 @@ def test_features_record_exactly_which_clean_partitions_and_versions_they_read(
         assert r["storage_id"] == record.storage_id
         assert r["run_id"] == record.run_id
         assert r["data_version"] == record.asset_materialization.tags["dagster/data_version"]
-        assert r["uri"].endswith(f"{record.run_id}.parquet")
+        assert f"/{record.run_id}-" in r["uri"] and r["uri"].endswith(".parquet")
 
     first = latest_materialization(instance, "features/shipment_features", START.isoformat())
     assert [
