@@ -3,28 +3,43 @@
 from __future__ import annotations
 
 import argparse
-import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import date, timedelta
 
-from ml_platform.cli.runs import SELECTIONS, run_job, run_range, submit_backfill
+from ml_platform.cli.errors import UsageError, iso_date
+from ml_platform.cli.runs import SELECTIONS, run_job, run_range, submit_backfill, verbose_option
+
+
+def whole_number(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} is negative")
+    return value
 
 
 def add_parsers(commands) -> None:
-    demo = commands.add_parser("demo", help="land demo drops and materialize the first days")
-    demo.add_argument("--days", type=int, default=38)
-    demo.add_argument("--rows-per-day", type=int, default=20_000)
-    demo.add_argument("--materialize-days", type=int, default=35)
+    demo = commands.add_parser(
+        "demo", help="land demo drops and materialize the first days", parents=[verbose_option()]
+    )
+    demo.add_argument("--days", type=whole_number, default=38)
+    demo.add_argument("--rows-per-day", type=whole_number, default=20_000)
+    demo.add_argument("--materialize-days", type=whole_number, default=35)
     demo.set_defaults(handler=run_demo)
 
-    backfill = commands.add_parser("backfill", help="backfill a partition range")
-    backfill.add_argument("--from", dest="start", required=True, help="first day, YYYY-MM-DD")
-    backfill.add_argument("--to", dest="end", required=True, help="last day, YYYY-MM-DD")
+    backfill = commands.add_parser(
+        "backfill", help="backfill a partition range", parents=[verbose_option()]
+    )
+    backfill.add_argument("--from", dest="start", type=iso_date, required=True, help="YYYY-MM-DD")
+    backfill.add_argument("--to", dest="end", type=iso_date, required=True, help="YYYY-MM-DD")
     backfill.add_argument("--select", choices=sorted(SELECTIONS), default="data")
     backfill.add_argument(
         "--submit",
         action="store_true",
-        help="file an asset backfill for the daemon (dagster dev) instead of running it here",
+        help="file an asset backfill for the daemon (ml-platform dev) instead of running it here",
     )
     backfill.set_defaults(handler=run_backfill)
 
@@ -35,21 +50,12 @@ def run_demo(args: argparse.Namespace) -> int:
     The drops after ``--materialize-days`` are left for the landing sensor to pick up once
     the platform runs, so a newcomer sees it work.
     """
-    from ml_platform.demo.generator import GeneratorConfig, generate_drops
     from ml_platform.settings import load_settings
 
     settings = load_settings()
     start = settings.start_date
-    t0 = time.perf_counter()
-    generate_drops(
-        settings.landing_root,
-        start,
-        args.days,
-        GeneratorConfig(rows_per_day=args.rows_per_day, bad_row_share=0.01),
-    )
-    print(
-        f"landed {args.days} daily drops in {settings.landing_root} ({time.perf_counter() - t0:.1f}s)"
-    )
+    if args.days:
+        land_demo_drops(settings.landing_root, start, args.days, args.rows_per_day)
     if args.materialize_days <= 0:
         return 0
     end = start + timedelta(days=args.materialize_days - 1)
@@ -68,6 +74,50 @@ def run_demo(args: argparse.Namespace) -> int:
     )
 
 
+def land_demo_drops(root, start: date, days: int, rows_per_day: int) -> None:
+    """Write the demo's daily drops with a progress bar, then one summary line."""
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    from ml_platform.cli import runs
+    from ml_platform.demo.generator import GeneratorConfig, write_drop
+
+    config = GeneratorConfig(rows_per_day=rows_per_day, bad_row_share=0.01)
+    dates = [start + timedelta(days=k) for k in range(days)]
+    t0 = time.perf_counter()
+    console = Console(stderr=True)
+    progress = Progress(
+        TextColumn("demo drops"),
+        BarColumn(bar_width=24),
+        MofNCompleteColumn(),
+        TextColumn("days"),
+        TimeElapsedColumn(),
+        TextColumn("elapsed, ETA"),
+        TimeRemainingColumn(),
+        console=console,
+        disable=runs.VERBOSE or not console.is_terminal,
+    )
+    rows = 0
+    # numpy and polars release the GIL for most of the work, so days overlap well in threads.
+    with progress, ThreadPoolExecutor(max_workers=min(days, 4)) as pool:
+        task = progress.add_task("land", total=days)
+        for summary in pool.map(lambda day: write_drop(root, day, config), dates):
+            rows += summary.rows
+            progress.advance(task)
+    print(
+        f"landed {days} daily drops {dates[0]}..{dates[-1]}, {rows:,} rows, in {root} "
+        f"({time.perf_counter() - t0:.1f}s)",
+        flush=True,
+    )
+
+
 def last_trainable_week(start: date, end: date) -> date | None:
     """The Monday of the last model week that ends before ``end`` with four weeks of features."""
     from ml_platform.partitions import TRAINING_WEEKS
@@ -80,10 +130,9 @@ def last_trainable_week(start: date, end: date) -> date | None:
 
 
 def run_backfill(args: argparse.Namespace) -> int:
-    start, end = date.fromisoformat(args.start), date.fromisoformat(args.end)
+    start, end = args.start, args.end
     if end < start:
-        print(f"--to {end} is before --from {start}", file=sys.stderr)
-        return 2
+        raise UsageError(f"--to {end} is before --from {start}")
     if args.submit:
         return submit_backfill(start, end, SELECTIONS[args.select])
     return run_range(start, end, args.select)

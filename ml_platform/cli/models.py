@@ -6,15 +6,19 @@ import argparse
 import os
 import sys
 
-from ml_platform.cli.runs import op_config, run_job
+from ml_platform.cli.errors import UsageError, hyperparameter, iso_date, monday
+from ml_platform.cli.runs import op_config, run_job, verbose_option
 
 
 def add_parsers(commands) -> None:
-    train = commands.add_parser("train", help="train one week's price model")
-    train.add_argument("--week", required=True, help="the week's Monday, YYYY-MM-DD")
+    train = commands.add_parser(
+        "train", help="train one week's price model", parents=[verbose_option()]
+    )
+    train.add_argument("--week", type=monday, required=True, help="the week's Monday, YYYY-MM-DD")
     train.add_argument(
         "--param",
         action="append",
+        type=parse_param,
         default=[],
         metavar="NAME=VALUE",
         help="a hyperparameter, e.g. learning_rate=0.05 (repeatable)",
@@ -30,49 +34,64 @@ def add_parsers(commands) -> None:
     rollback.add_argument("--reason", required=True)
     rollback.set_defaults(handler=lambda args: run_rollback(args.reason))
 
-    predict = commands.add_parser("predict", help="quote a day's shipments with the champion")
-    predict.add_argument("--date", required=True, help="first day, YYYY-MM-DD")
-    predict.add_argument("--to", help="last day (default: the same day)")
-    predict.set_defaults(
-        handler=lambda args: run_job("predict_prices", first=args.date, last=args.to or args.date)
+    predict = commands.add_parser(
+        "predict", help="quote a day's shipments with the champion", parents=[verbose_option()]
     )
+    predict.add_argument("--date", type=iso_date, required=True, help="first day, YYYY-MM-DD")
+    predict.add_argument("--to", type=iso_date, help="last day (default: the same day)")
+    predict.set_defaults(handler=run_predict)
 
 
 def run_train(args: argparse.Namespace) -> int:
-    params = dict(parse_param(p) for p in args.param)
+    params = dict(args.param)  # already (name, number) pairs: parse_param ran while parsing
     return run_job(
-        "train_price_model", partition=args.week, config=op_config("models__price_model", params)
+        "train_price_model",
+        partition=args.week.isoformat(),
+        config=op_config("models__price_model", params),
     )
 
 
 def parse_param(text: str) -> tuple[str, float | int]:
-    name, _, value = text.partition("=")
-    if not value:
-        raise SystemExit(f"--param {text!r}: expected NAME=VALUE")
-    number = float(value)
-    return name, int(number) if number.is_integer() and "." not in value else number
+    """argparse type of --param: NAME=NUMBER (a clear usage error otherwise)."""
+    return hyperparameter(text)
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    last = args.to or args.date
+    if last < args.date:
+        raise UsageError(f"--to {last} is before --date {args.date}")
+    return run_job("predict_prices", first=args.date.isoformat(), last=last.isoformat())
 
 
 def promote_week(week: str, reason: str) -> int:
-    config = {
-        "week": week,
-        "reason": reason,
-        "promoted_by": f"manual ({os.environ.get('USER', 'cli')})",
-    }
-    return run_job("promote_champion", config=op_config("models__champion", config))
+    """Promote the week's latest model; the promotion records its exact version."""
+    return _promote({"week": week, "reason": reason})
 
 
 def run_rollback(reason: str) -> int:
-    """Promote the model that was live before the current champion."""
+    """Make the model that was live before the live one live again, by exact version.
+
+    The target is the most recent promotion of another model (materialization, run,
+    sha256), not that week's latest model; the champion step decides it again under the
+    promotion lock, from the same history.
+    """
     import dagster as dg
 
-    from ml_platform.provenance.champion import champion_history
+    from ml_platform.provenance.champion import champion_history, rollback_target
 
     with dg.DagsterInstance.get() as instance:
         history = champion_history(instance)
-    if len(history) < 2:
-        print("nothing to roll back to: fewer than two promotions so far", file=sys.stderr)
+    target, message = rollback_target(history)
+    if target is None:
+        print(message, file=sys.stderr)
         return 1
-    previous = history[-1]["previous_week"]
-    print(f"rolling back from week {history[-1]['model_week']} to week {previous}")
-    return promote_week(previous, f"rollback: {reason}")
+    print(message)
+    expected = target["model_storage_id"]  # refused if another promotion changed it meanwhile
+    return _promote(
+        {"rollback": True, "model_storage_id": expected, "reason": f"rollback: {reason}"}
+    )
+
+
+def _promote(config: dict) -> int:
+    config["promoted_by"] = f"manual ({os.environ.get('USER', 'cli')})"
+    return run_job("promote_champion", config=op_config("models__champion", config))

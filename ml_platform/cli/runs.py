@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 import time
+import uuid
 from datetime import date
+
+from ml_platform.cli.errors import CliError, one_line
 
 SELECTIONS = {
     "data": "group:raw or group:clean or group:features",
@@ -23,6 +27,23 @@ def run_range(start: date, end: date, selection: str) -> int:
     return run_job(JOBS[selection], first=start.isoformat(), last=end.isoformat())
 
 
+def verbose_option() -> argparse.ArgumentParser:
+    """A parent parser for the commands that run jobs: -v/--verbose."""
+    parent = argparse.ArgumentParser(add_help=False)
+    parent.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="show Dagster's event log instead of a progress bar",
+    )
+    return parent
+
+
+# Set from --verbose by main: show Dagster's event log instead of a progress bar.
+VERBOSE = False
+
+
 def run_job(
     job_name: str,
     *,
@@ -31,9 +52,14 @@ def run_job(
     last: str | None = None,
     config: dict | None = None,
 ) -> int:
-    """Execute one of the code location's jobs as a run on the instance (it shows in the UI)."""
+    """Execute one of the code location's jobs as a run on the instance (it shows in the UI).
+
+    Prints a progress bar while it works (or Dagster's event log with --verbose) and a
+    summary after; returns 0 when the run succeeded, 1 when it failed.
+    """
     import dagster as dg
 
+    from ml_platform.cli.progress import QUIET_LOGGERS, RunProgress, expected_work, summary
     from ml_platform.definitions import defs
 
     job = defs.resolve_job_def(job_name)
@@ -42,25 +68,36 @@ def run_job(
         if first
         else {}
     )
+    run_config = dict(config or {})
+    if not VERBOSE:
+        run_config["loggers"] = QUIET_LOGGERS
+    scope = partition or (f"{first}..{last}" if first and first != last else first or "")
+    expected = expected_work(job_name, partition, first, last)
+    run_id = str(uuid.uuid4())
     t0 = time.perf_counter()
     with dg.DagsterInstance.get() as instance:
-        result = job.execute_in_process(
-            instance=instance,
-            partition_key=partition,
-            tags=tags,
-            run_config=config or {},
-            raise_on_error=False,
-        )
-    scope = partition or (f"{first}..{last}" if first else "")
-    status = "succeeded" if result.success else "FAILED"
-    print(f"run {result.run_id} {status}: {job.name} {scope} in {time.perf_counter() - t0:.1f}s")
-    if not result.success:
-        for event in result.all_events:
-            if event.is_step_failure:
-                error = event.step_failure_data.error
-                while error.cause is not None:
-                    error = error.cause
-                print(f"  {event.step_key}: {error.message.strip()}", file=sys.stderr)
+        with RunProgress(instance, run_id, job.name, expected, show=not VERBOSE) as progress:
+            try:
+                result = job.execute_in_process(
+                    instance=instance,
+                    partition_key=partition,
+                    tags=tags,
+                    run_config=run_config,
+                    raise_on_error=False,
+                    run_id=run_id,
+                )
+            except dg.DagsterError as e:  # refused before it ran: bad partition, bad config
+                raise CliError(f"{job.name} {scope}: {one_line(e)}") from e
+    lines = summary(
+        run_id=run_id,
+        job=job.name,
+        scope=scope,
+        success=result.success,
+        seconds=time.perf_counter() - t0,
+        expected=expected,
+        tally=progress.tally,
+    )
+    print("\n".join(lines), file=sys.stdout if result.success else sys.stderr, flush=True)
     return 0 if result.success else 1
 
 

@@ -1,0 +1,173 @@
+"""What a person sees: progress and a summary, one clear line for bad input, exit codes.
+
+Every command runs as a user runs it: the installed `ml-platform` script in a subprocess,
+against one platform home shared by the tests of this module (in file order).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+BIN = Path(sys.executable).parent / "ml-platform"
+RUN_LINE = re.compile(r"^run [0-9a-f-]{36} (succeeded|FAILED): ", re.M)
+UI_LINE = re.compile(r"in the UI: http://127\.0\.0\.1:3000/runs/[0-9a-f-]{36}")
+
+
+def _cli(env, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(BIN), *args], env=env, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def _no_noise(result: subprocess.CompletedProcess) -> None:
+    text = result.stdout + result.stderr
+    assert "Traceback" not in text
+    assert " - DEBUG - " not in text and "DEBUG" not in text
+    assert "deprecated" not in text.lower() and "superseded" not in text.lower()
+    assert "Warning" not in text, text
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    home = tmp_path_factory.mktemp("cli") / "home"
+    environ = {**os.environ, "ML_PLATFORM_HOME": str(home)}
+    environ.pop("DAGSTER_HOME", None)
+    environ.pop("ML_PLATFORM_TRACEBACK", None)
+    return environ
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["backfill", "--from", "2026-13-01", "--to", "2026-01-02"], "month must be in 1..12"),
+        (["train", "--week", "2026-02-03"], "is a Tuesday; a model week is named by its Monday"),
+        (["predict", "--date", "2026-02-30"], "day is out of range for month"),
+        (
+            ["train", "--week", "2026-02-02", "--param", "learning_rate=fast"],
+            "learning_rate=fast: the value must be a number",
+        ),
+        (["train", "--week", "2026-02-02", "--param", "learning_rate"], "expected NAME=VALUE"),
+        (["backfill", "--from", "2026-01-05", "--to", "2026-01-02"], "is before --from"),
+        (["predict", "--date", "2026-02-05", "--to", "2026-02-01"], "is before --date"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_code_2(env, args, expected):
+    result = _cli(env, *args, timeout=120)
+    assert result.returncode == 2, result
+    assert result.stdout == ""
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(f"ml-platform {args[0]}: ") and expected in lines[0]
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1200)
+def test_demo_shows_a_summary_per_run_and_no_event_log(env):
+    result = _cli(env, "demo", "--days", "38", "--rows-per-day", "300")
+    assert result.returncode == 0, result.stderr
+    _no_noise(result)
+    out = result.stdout
+    assert re.search(r"^landed 38 daily drops 2026-01-01\.\.2026-02-07, 11,400 rows", out, re.M)
+    runs = RUN_LINE.findall(out)
+    assert runs == ["succeeded"] * 4, out
+    assert re.search(
+        r"succeeded: data_pipeline 2026-01-01\.\.2026-02-04, 35 partitions, [\d.]+s$", out, re.M
+    )
+    assert re.search(r"^  rows: .*raw/shipments 10,500", out, re.M)
+    assert "succeeded: predict_prices 2026-02-02..2026-02-04, 3 partitions" in out
+    assert len(UI_LINE.findall(out)) == 4
+    assert len(out.splitlines()) < 20  # not one line per event
+
+
+@pytest.mark.slow
+def test_predict_prints_a_summary_and_verbose_shows_the_event_log(env):
+    quiet = _cli(env, "predict", "--date", "2026-02-03")
+    assert quiet.returncode == 0, quiet.stderr
+    _no_noise(quiet)
+    assert "succeeded: predict_prices 2026-02-03, 1 partition," in quiet.stdout
+    assert "predictions/price_quotes" in quiet.stdout
+
+    verbose = _cli(env, "backfill", "--from", "2026-01-02", "--to", "2026-01-02", "-v")
+    assert verbose.returncode == 0, verbose.stderr
+    assert "STEP_SUCCESS" in verbose.stdout + verbose.stderr  # Dagster's event log
+    assert RUN_LINE.search(verbose.stdout)
+
+
+@pytest.mark.slow
+def test_a_quarantined_file_fails_the_run_with_a_short_summary(env):
+    folder = Path(env["ML_PLATFORM_HOME"]) / "landing" / "shipments" / "2026-01-03"
+    bad = folder / "part-009.csv"
+    bad.write_bytes(b"\xff\xfe not utf-8")
+    try:
+        result = _cli(
+            env, "backfill", "--from", "2026-01-02", "--to", "2026-01-04", "--select", "raw"
+        )
+    finally:
+        bad.unlink()
+    assert result.returncode == 1
+    _no_noise(result)
+    err = result.stderr
+    assert re.search(
+        r"^run [0-9a-f-]{36} FAILED: ingest_shipments 2026-01-02\.\.2026-01-04", err, re.M
+    )
+    assert "step raw__shipments failed" in err and "part-009.csv: not valid UTF-8" in err
+    assert "copied to quarantine: file://" in err and UI_LINE.search(err)
+    assert len(err.splitlines()) <= 6
+
+
+@pytest.mark.slow
+def test_a_failed_check_fails_the_run_with_a_short_summary(env):
+    # A re-drop of a good day with 40 % bad rows: the blocking row-count check fails.
+    redrop = [
+        "generate",
+        "--start",
+        "2026-01-06",
+        "--rows-per-day",
+        "300",
+        "--bad-row-share",
+        "0.4",
+    ]
+    assert _cli(env, *redrop).returncode == 0
+    result = _cli(env, "backfill", "--from", "2026-01-06", "--to", "2026-01-06")
+    assert result.returncode == 1
+    _no_noise(result)
+    err = result.stderr
+    assert re.search(
+        r"^run [0-9a-f-]{36} FAILED: data_pipeline 2026-01-06, 0/1 partitions", err, re.M
+    )
+    assert re.search(r"^  check clean/shipments:row_count_sanity 2026-01-06", err, re.M), err
+    assert UI_LINE.search(err) and len(err.splitlines()) <= 8
+
+
+@pytest.mark.slow
+def test_a_partition_outside_the_calendar_is_one_line(env):
+    result = _cli(env, "predict", "--date", "2019-01-01")
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.splitlines()) == 1, result.stderr
+    assert result.stderr.startswith(
+        "ml-platform predict: predict_prices 2019-01-01: no such partition"
+    )
+
+
+@pytest.mark.slow
+def test_explain_without_a_resolvable_champion_is_one_line(env):
+    # The champion's record goes (its run deleted): the predictions point at nothing.
+    home = Path(env["ML_PLATFORM_HOME"]) / "dagster"
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        for run in instance.get_runs(filters=dg.RunsFilter(job_name="promote_champion")):
+            instance.delete_run(run.run_id)
+    result = _cli(env, "explain", "--date", "2026-02-03")
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("ml-platform explain: ")
