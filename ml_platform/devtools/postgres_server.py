@@ -162,7 +162,12 @@ def postgres_server(base_dir: str | Path | None = None) -> Iterator[PostgresServ
         yield server
     finally:
         if started:
-            stop(bin_dir, data_dir)
+            try:
+                stop(bin_dir, data_dir)
+            except PostgresServerError:
+                # Ctrl-C in a terminal reaches the server too; stopped already is fine.
+                if (data_dir / "postmaster.pid").exists():
+                    raise
         shutil.rmtree(root, ignore_errors=True)
 
 
@@ -216,17 +221,29 @@ def stop(bin_dir: Path, data_dir: Path) -> None:
     )
 
 
+class _Terminated(Exception):
+    """SIGTERM, turned into an exception so the server's cleanup runs as for Ctrl-C."""
+
+
+def _raise_terminated(signum, frame) -> None:
+    raise _Terminated
+
+
 def main() -> None:
-    """Run a throwaway server until Ctrl-C, printing the variables that point at it."""
-    with postgres_server() as server:
-        for name, value in server.env().items():
-            print(f"export {name}={value}")
-        print(f"# {server.uri}\n# Ctrl-C stops the server and deletes its data", flush=True)
-        stopped = []
-        signal.signal(signal.SIGTERM, lambda *_: stopped.append(1))
-        with contextlib.suppress(KeyboardInterrupt):
-            while not stopped:
-                time.sleep(1)
+    """Run a throwaway server until Ctrl-C or SIGTERM, printing the variables that point at it.
+
+    Either signal stops the server and deletes its folder: SIGTERM is turned into an
+    exception (from before the server starts), so the context manager's cleanup runs.
+    """
+    signal.signal(signal.SIGTERM, _raise_terminated)
+    with contextlib.suppress(KeyboardInterrupt, _Terminated):
+        with postgres_server() as server:
+            for name, value in server.env().items():
+                print(f"export {name}={value}")
+            print(f"# {server.uri}\n# data: {server.data_dir.parent}", flush=True)
+            print("# Ctrl-C (or SIGTERM) stops the server and deletes its data", flush=True)
+            while True:
+                time.sleep(3600)
 
 
 if __name__ == "__main__":
