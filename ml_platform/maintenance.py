@@ -1,15 +1,15 @@
 """Keeping Dagster's own storage from growing without bound.
 
-What may go, through Dagster's own APIs:
-- sensor, schedule and automation ticks older than the retention (``instance.purge_ticks``;
-  the daemon does the same when ``retention:`` is set in dagster.yaml, this job also covers
-  instances where it is not). Cursors live in the instigator state, not in ticks, so the
-  landing sensor loses nothing.
-- finished runs older than the retention that recorded no asset event
-  (``instance.delete_run`` removes the run and its event log): failed attempts, this job's
-  own runs. A run that materialized, observed or checked an asset is kept whatever its age:
-  its events are the platform's provenance (the storage ids and metadata every downstream
-  ``ml_platform/inputs`` record points at).
+Ticks: Dagster's own ``retention:`` setting in dagster.yaml (every instance config in this
+repository sets it); the daemon purges sensor, schedule and automation ticks beyond it.
+Cursors live in the instigator state, not in ticks, so the landing sensor loses nothing.
+
+Runs: Dagster has no retention setting for runs, so this job keeps doing that part. It
+deletes finished runs older than the retention that recorded no asset event
+(``instance.delete_run`` removes the run and its event log): failed attempts, this job's
+own runs. A run that materialized, observed or checked an asset is kept whatever its age:
+its events are the platform's provenance (the storage ids and metadata every downstream
+``ml_platform/inputs`` record points at).
 """
 
 import time
@@ -31,22 +31,17 @@ DAY = 86_400.0
 class PruneReport:
     runs_deleted: int = 0
     runs_kept_for_provenance: int = 0
-    instigators_pruned: int = 0
 
 
 def prune_history(
     instance: dg.DagsterInstance,
     keep_runs_days: float,
-    keep_ticks_days: float,
     now: float | None = None,
     batch: int = 200,
 ) -> PruneReport:
+    """Delete old finished runs without asset events (ticks: dagster.yaml's ``retention:``)."""
     now = time.time() if now is None else now
     report = PruneReport()
-    tick_cutoff = now - keep_ticks_days * DAY
-    for state in instance.all_instigator_state():
-        instance.purge_ticks(state.instigator_origin_id, state.selector_id, before=tick_cutoff)
-        report.instigators_pruned += 1
     _prune_runs(instance, now - keep_runs_days * DAY, batch, report)
     return report
 
@@ -79,18 +74,17 @@ def _has_asset_events(instance: dg.DagsterInstance, run_id: str) -> bool:
 
 class PruneConfig(dg.Config):
     keep_runs_days: float = 90.0
-    keep_ticks_days: float = 30.0
 
 
-@dg.op(description="Deletes old ticks and old runs that recorded no asset event.")
+@dg.op(description="Deletes old runs that recorded no asset event (ticks: dagster.yaml retention).")
 def prune(context: dg.OpExecutionContext, config: PruneConfig) -> None:
-    report = prune_history(context.instance, config.keep_runs_days, config.keep_ticks_days)
+    report = prune_history(context.instance, config.keep_runs_days)
     context.log.info(f"pruned Dagster history: {report}")
 
 
 @dg.job(
     name="prune_dagster_history",
-    description="Prunes Dagster's run, event and tick history beyond retention.",
+    description="Prunes Dagster's run and event history beyond retention.",
 )
 def prune_history_job():
     prune()

@@ -1,4 +1,4 @@
-"""Pruning Dagster's history: old ticks and asset-less old runs go, provenance stays."""
+"""Pruning Dagster's history: asset-less old runs go, provenance stays; ticks by retention:."""
 
 import time
 
@@ -66,32 +66,22 @@ def test_old_ticks_and_assetless_runs_go_runs_with_asset_events_stay(storage, re
     failed = failing_job.execute_in_process(instance=instance, raise_on_error=False)
     materialized = dg.materialize([kept], instance=instance)
     # A month and a half later, with 30 days of runs and ticks kept:
-    report = prune_history(
-        instance, keep_runs_days=30, keep_ticks_days=30, now=time.time() + 45 * DAY
-    )
+    report = prune_history(instance, keep_runs_days=30, now=time.time() + 45 * DAY)
     assert instance.get_run_by_id(failed.run_id) is None
     assert not instance.get_records_for_run(failed.run_id).records  # its events went too
     assert instance.get_run_by_id(materialized.run_id) is not None
     assert instance.fetch_materializations(dg.AssetKey("kept"), limit=1).records
     assert (report.runs_deleted, report.runs_kept_for_provenance) == (1, 1)
-    ticks = instance.get_ticks(state.instigator_origin_id, state.selector_id)
-    assert ticks == []  # all three are older than 30 days by then
-    stored = instance.get_instigator_state(state.instigator_origin_id, state.selector_id)
-    assert stored.instigator_data.cursor == "{}"  # the sensor's cursor is not a tick
+    # Ticks are dagster.yaml's retention: setting's business (test_tick_retention.py).
+    assert len(instance.get_ticks(state.instigator_origin_id, state.selector_id)) == 3
 
 
 def test_the_job_prunes_with_its_configured_retention(instance):
-    state = _sensor_with_ticks(instance, [40, 1])
     failed = failing_job.execute_in_process(instance=instance, raise_on_error=False)
     result = prune_history_job.execute_in_process(
         instance=instance,
-        run_config={"ops": {"prune": {"config": {"keep_runs_days": 0, "keep_ticks_days": 30}}}},
+        run_config={"ops": {"prune": {"config": {"keep_runs_days": 0}}}},
     )
     assert result.success
     assert instance.get_run_by_id(failed.run_id) is None
     assert instance.get_run_by_id(result.run_id) is not None  # not finished while it ran
-    ages = [
-        (time.time() - t.timestamp) / DAY
-        for t in instance.get_ticks(state.instigator_origin_id, state.selector_id)
-    ]
-    assert len(ages) == 1 and ages[0] < 2
