@@ -16,11 +16,11 @@ from typing import Any
 import dagster as dg
 
 from ml_platform.provenance.reads import INPUTS_METADATA_KEY
+from ml_platform.storage.current import records_by_storage_id
 
 SOURCE_FILES_KEY = "ml_platform/source_files"
 DATA_VERSION_TAG = "dagster/data_version"
 CODE_VERSION_TAG = "dagster/code_version"
-_BATCH = 500
 
 
 class LineageError(LookupError):
@@ -161,16 +161,7 @@ def _wanted(node: Node, known: dict[int, Node]) -> dict[str, set[int]]:
 
 
 def fetch_by_storage_ids(instance: dg.DagsterInstance, asset_key: dg.AssetKey, ids) -> list:
-    ids = sorted(ids)
-    records = []
-    for start in range(0, len(ids), _BATCH):
-        chunk = ids[start : start + _BATCH]
-        records.extend(
-            instance.fetch_materializations(
-                dg.AssetRecordsFilter(asset_key=asset_key, storage_ids=chunk), limit=len(chunk)
-            ).records
-        )
-    return records
+    return records_by_storage_id(instance, asset_key, list(ids))
 
 
 def node_from_record(record) -> Node:
