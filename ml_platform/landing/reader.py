@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gzip
 import io
+import zlib
 
 import polars as pl
 
@@ -39,10 +41,14 @@ def parse_drop_file(file: DropFile, data: bytes) -> pl.DataFrame:
         raise DropFileError(file, "empty file (0 bytes)")
     if file.name.endswith(".csv"):
         df = _parse_csv(file, data)
+    elif file.name.endswith((".csv.gz", ".csv.zst")):
+        df = _parse_csv(file, _decompress(file, data))
     elif file.name.endswith(".parquet"):
         df = _parse_parquet(file, data)
     else:
-        raise DropFileError(file, "unsupported file type (expected .csv or .parquet)")
+        raise DropFileError(
+            file, "unsupported file type (expected .csv, .csv.gz, .csv.zst or .parquet)"
+        )
     missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
     if missing:
         hint = ""
@@ -54,6 +60,23 @@ def parse_drop_file(file: DropFile, data: bytes) -> pl.DataFrame:
     if df.height == 0:
         raise DropFileError(file, "no data rows (header only)")
     return df
+
+
+def _decompress(file: DropFile, data: bytes) -> bytes:
+    """The CSV inside a .csv.gz or .csv.zst (the source sha256 stays that of the landed bytes)."""
+    codec = "gzip" if file.name.endswith(".gz") else "zstd"
+    try:
+        if codec == "gzip":
+            raw = gzip.decompress(data)
+        else:
+            import pyarrow as pa  # pyarrow ships zstd: no extra dependency for it
+
+            raw = pa.CompressedInputStream(pa.BufferReader(data), "zstd").read()
+    except (OSError, EOFError, ValueError, zlib.error) as e:
+        raise DropFileError(file, f"corrupt {codec} data: {_first_line(e)}") from None
+    if not raw:
+        raise DropFileError(file, f"empty file ({codec} data of 0 bytes)")
+    return raw
 
 
 def _parse_csv(file: DropFile, data: bytes) -> pl.DataFrame:

@@ -1,8 +1,8 @@
 """Landing zones: where producers drop files, one folder (or prefix) per day.
 
 A drop for partition ``D`` is ``<root>/<dataset>/<D>/`` holding one or more data files
-(``.csv`` or ``.parquet``); it is complete when the producer has written the marker
-``_SUCCESS`` last. A re-drop rewrites the files and the marker.
+(``.csv``, ``.csv.gz``, ``.csv.zst`` or ``.parquet``); it is complete when the producer has
+written the marker ``_SUCCESS`` last. A re-drop rewrites the files and the marker.
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ from pathlib import Path
 import dagster as dg
 
 MARKER = "_SUCCESS"
-DATA_SUFFIXES = (".csv", ".parquet")
+# Compressed CSV is decompressed when read; fingerprints and quarantine use the landed bytes.
+DATA_SUFFIXES = (".csv", ".csv.gz", ".csv.zst", ".parquet")
 
 
 @dataclass(frozen=True)
