@@ -55,12 +55,12 @@ class Session:
     """An in-memory DuckDB over one catalog; views are loaded the first time a query needs them."""
 
     def __init__(self, catalog: Catalog) -> None:
+        check_available(catalog)
         self.catalog = catalog
         self.views = catalog.views()
         self.con = duckdb.connect(":memory:")
         self.loaded: set[str] = set()
         self.locked = False
-        check_available(catalog)
         self._create_catalog_table()
 
     def close(self) -> None:
