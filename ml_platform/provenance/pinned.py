@@ -20,7 +20,6 @@ import polars as pl
 from ml_platform.landing.zone import DropFile, DropUnreadableError
 from ml_platform.provenance.reads import PartitionRead, record_reads
 from ml_platform.storage.current import CurrentVersion
-from ml_platform.storage.frames import content_sha256
 from ml_platform.storage.object_store import LocalObjectStore, StoredObject, sha256_hex
 from ml_platform.storage.parquet_io_manager import FORMAT_KEY, LocalParquetIOManager
 
@@ -77,8 +76,10 @@ def check_available(pin: PinnedVersion, manager: Any) -> None:
             frame = manager.tables().read_version(schema, table, pin.partition, pin.read["run_id"])
         except LookupError as e:
             raise PinError(f"{pin.where}: {e}") from None
-        recorded = pin.read.get("sha256")
-        if recorded and content_sha256(frame) != recorded:
+        # Tables keep only current rows: the warehouse's bookkeeping must still name them.
+        (version,) = manager.tables().versions(schema, table, [pin.partition])
+        recorded = pin.read.get("content_hash")
+        if recorded and version.content_hash != recorded:
             raise PinError(f"{pin.where}: the table's rows changed (content hash differs)")
         pin.frame = frame
         return

@@ -5,8 +5,9 @@ instance. Its IO managers are replaced by pinned ones (``provenance.pinned``): e
 the stored version the materialization's ``ml_platform/inputs`` record names, loaded through
 the live IO manager's own loader and checked against its recorded sha256; each output goes to
 a scratch folder. Raw drops are re-read from the recorded source files, byte-checked. The
-run's config is the recorded run's. Nothing is written to the live instance, lake, landing
-zone or warehouse.
+run's config is the recorded run's. A step that looks up a pinned version's own event by
+storage id (quotes read their champion's promotion) gets it from the live instance, read only.
+Nothing is written to the live instance, lake, landing zone or warehouse.
 
 The result is identical when the re-computed partition has the recorded content hash (same
 rows, same order, same schema). Models are compared by their holdout metrics and by the
@@ -271,7 +272,7 @@ def _rerun(defs, graph, assets_def, instance, record, root, pins, live, landing,
     managers = dict(resources)
     # A landing zone that cannot be written to; only the raw asset reads it.
     resources["landing"] = landing or PinnedLanding(live.resources.get("landing"), "", [])
-    scratch_instance = dg.DagsterInstance.ephemeral()
+    scratch_instance = _scratch_instance(instance, pins)
     result = dg.materialize(
         # The definitions' own (unbound) assets: their resources are the pinned ones.
         assets=list(defs.assets or []),
@@ -281,7 +282,7 @@ def _rerun(defs, graph, assets_def, instance, record, root, pins, live, landing,
         resources=resources,
         run_config={
             **_recorded_run_config(instance, assets_def, record),
-            "loggers": {"console": {"config": {"log_level": "ERROR"}}},
+            "loggers": {"console": {"config": {"log_level": "CRITICAL"}}},
         },
         tags={"ml_platform/reproduces": str(root.storage_id)},
         raise_on_error=False,
@@ -296,6 +297,34 @@ def _rerun(defs, graph, assets_def, instance, record, root, pins, live, landing,
     ).records
     run.record = records[0] if records else None
     return run
+
+
+def _scratch_instance(live: dg.DagsterInstance, pins) -> dg.DagsterInstance:
+    """An in-memory instance that also answers lookups of the pinned versions' own events.
+
+    A step may look up the materialization of a version it read by that version's storage id
+    (price_quotes reads the promotion its champion version names): such a lookup, and only
+    such a lookup, is answered from the live instance, read only. Every other read and every
+    write (runs, events) stays on the scratch instance.
+    """
+    scratch = dg.DagsterInstance.ephemeral()
+    pinned: dict[dg.AssetKey, set[int]] = {
+        dg.AssetKey.from_user_string(asset): {p.read["storage_id"] for p in by_part.values()}
+        for asset, by_part in pins.items()
+    }
+    own = scratch.fetch_materializations
+
+    def fetch_materializations(records_filter, limit, cursor=None, ascending=False):
+        if (
+            isinstance(records_filter, dg.AssetRecordsFilter)
+            and records_filter.storage_ids
+            and set(records_filter.storage_ids) <= pinned.get(records_filter.asset_key, set())
+        ):
+            return live.fetch_materializations(records_filter, limit, cursor, ascending)
+        return own(records_filter, limit, cursor, ascending)
+
+    scratch.fetch_materializations = fetch_materializations
+    return scratch
 
 
 def _recorded_run_config(instance, assets_def, record) -> dict:
@@ -324,7 +353,7 @@ def _judge(out: Reproduction, run: _Run, root: Node, record, live, pins) -> None
             out.reason = failure or "the re-run produced no materialization"
             return
         out.status = DIFFERENT
-        out.reason = f"the re-run failed: {failure.splitlines()[0]}"
+        out.reason = f"the re-run failed: {_one_line(failure)}"
         out.likely_causes = _code_causes(out, record)
         return
     node = node_from_record(run.record)
@@ -491,10 +520,16 @@ def _failure(result: dg.ExecuteInProcessResult) -> str:
         user = event.step_failure_data.user_failure_data
         if user is not None and user.description:
             parts.append(user.description)
+            continue
         while error is not None:
             parts.append(f"{error.cls_name}: {error.message.strip()}")
             error = error.cause
     return "\n".join(parts)
+
+
+def _one_line(text: str, limit: int = 400) -> str:
+    line = " ".join(part.strip() for part in text.splitlines() if part.strip())
+    return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
 def _recorded_summary(node: Node, record) -> dict:

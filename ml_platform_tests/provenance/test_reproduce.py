@@ -248,3 +248,30 @@ def test_cli(history):
     assert "Traceback" not in gone.stderr
     (line,) = gone.stderr.strip().splitlines()[-1:]
     assert line.startswith("reproduce: impossible:")
+
+
+@pytest.mark.timeout(300)
+def test_postgres_warehouse_versions_are_pinned_or_named_replaced(pg_env, platform_home, instance):
+    from ml_platform.definitions import build_definitions
+    from ml_platform.storage.postgres_io_manager import PostgresIOManager
+
+    generate_drops(platform_home.landing, START, 10, GeneratorConfig(rows_per_day=50))
+    base = build_definitions()
+    defs = dg.Definitions(
+        assets=base.assets,
+        resources={**base.resources, "warehouse_io_manager": PostgresIOManager()},
+    )
+    p = Platform(defs, instance)
+    ok(p.run([*DATA, "features/shipment_features"], first="2026-01-01", last="2026-01-10"))
+    features = latest_id(instance, FEATURES, "2026-01-10")
+    for key, day in ((CLEAN, "2026-01-04"), (FEATURES, "2026-01-10")):
+        result = reproduce(defs, instance, key, day)
+        assert result.identical, as_text(result)
+    # The rows of one clean day are replaced: the old features' input is gone from the table.
+    generate_drops(
+        platform_home.landing, date(2026, 1, 4), 1, GeneratorConfig(rows_per_day=50, seed=7)
+    )
+    ok(p.run(DATA, partition="2026-01-04"))
+    result = reproduce(defs, instance, FEATURES, storage_id=features)
+    assert result.status == "impossible", as_text(result)
+    assert "clean/shipments 2026-01-04" in result.reason and "replaced" in result.reason
