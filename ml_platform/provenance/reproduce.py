@@ -595,13 +595,12 @@ def diff_frames(recorded: pl.DataFrame, reproduced: pl.DataFrame, limit: int = S
         if changed.height:
             counts = changed.select([m.sum().alias(c) for c, m in masks.items()]).row(0, named=True)
             diff["changed"]["columns"] = {c: n for c, n in counts.items() if n}
-    if (
-        not only_old.height
-        and not only_new.height
-        and not diff.get("changed", {}).get("count")
-        and old_schema == new_schema
-    ):
-        diff["note"] = "the same rows in a different order"
+    if not only_old.height and not only_new.height and not diff.get("changed", {}).get("count"):
+        diff["note"] = (
+            "the same rows in a different order"
+            if old_schema == new_schema
+            else "every row is identical in the columns both versions have"
+        )
     return diff
 
 
