@@ -10,11 +10,16 @@ the materialization metadata under ``ml_platform/inputs``.
 from __future__ import annotations
 
 import threading
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import dagster as dg
 
-from ml_platform.provenance.summary import PROVENANCE_MD_KEY, inputs_markdown
+from ml_platform.provenance.summary import (
+    PROVENANCE_MD_KEY,
+    SOURCES_KEY,
+    inputs_markdown,
+    merge_sources,
+)
 from ml_platform.storage.current import UnresolvedVersionError
 
 INPUTS_METADATA_KEY = "ml_platform/inputs"
@@ -34,6 +39,13 @@ class PartitionRead:
     content_hash: str | None
     storage_id: int | None = None
     data_version: str | None = None
+    # What the version was made from (raw drops, models); summarized, not part of the record.
+    sources: dict = field(default_factory=dict, repr=False)
+
+    def as_record(self) -> dict:
+        record = asdict(self)
+        del record["sources"]
+        return record
 
 
 _lock = threading.Lock()
@@ -100,27 +112,41 @@ def reads_for_output(context: dg.OutputContext) -> dict[str, dict[str | None, Pa
 
 def inputs_record(context: dg.OutputContext, partition_key: str | None) -> list[dict]:
     """The inputs one output partition was made from: only the upstream partitions it maps to."""
+    return [
+        {"asset": asset, "partitions": [r.as_record() for r in reads]}
+        for asset, reads in _mapped_reads(context, partition_key)
+    ]
+
+
+def _mapped_reads(
+    context: dg.OutputContext, partition_key: str | None
+) -> list[tuple[str, list[PartitionRead]]]:
     reads = reads_for_output(context)
     asset_graph = context.step_context.job_def.asset_layer.asset_graph
-    record = []
+    mapped = []
     for upstream, by_partition in sorted(reads.items()):
         upstream_key = dg.AssetKey.from_user_string(upstream)
         wanted = _mapped_upstream_keys(asset_graph, context.asset_key, upstream_key, partition_key)
         rows = [
-            asdict(read)
+            read
             for key, read in sorted(by_partition.items(), key=lambda kv: str(kv[0]))
             if wanted is None or key in wanted
         ]
-        record.append({"asset": upstream, "partitions": rows})
-    return record
+        mapped.append((upstream, rows))
+    return mapped
 
 
 def provenance_metadata(context: dg.OutputContext, partition_key: str | None) -> dict:
-    """The inputs record (for machines) and its Markdown summary (for the UI) of one partition."""
-    record = inputs_record(context, partition_key)
+    """The inputs record (for machines), its sources and the Markdown summary (for the UI)."""
+    mapped = _mapped_reads(context, partition_key)
+    record = [
+        {"asset": asset, "partitions": [r.as_record() for r in reads]} for asset, reads in mapped
+    ]
+    sources = merge_sources([r.sources for _, reads in mapped for r in reads])
     return {
         INPUTS_METADATA_KEY: dg.MetadataValue.json(record),
-        PROVENANCE_MD_KEY: dg.MetadataValue.md(inputs_markdown(record)),
+        SOURCES_KEY: dg.MetadataValue.json(sources),
+        PROVENANCE_MD_KEY: dg.MetadataValue.md(inputs_markdown(record, sources)),
     }
 
 

@@ -22,6 +22,7 @@ import polars as pl
 from ml_platform.models.artifacts import FORMAT as ARTIFACT_FORMAT
 from ml_platform.models.artifacts import ArtifactError, TrainedModel, dump_model, load_model
 from ml_platform.provenance.reads import PartitionRead, provenance_metadata, record_reads
+from ml_platform.provenance.summary import sources_of
 from ml_platform.storage.current import (
     OBJECT_KEY,
     CurrentVersion,
@@ -220,6 +221,7 @@ def _as_read(version: CurrentVersion) -> PartitionRead:
         content_hash=record["content_hash"],
         storage_id=version.storage_id,
         data_version=version.data_version,
+        sources=sources_of(version.partition, version.metadata),
     )
 
 

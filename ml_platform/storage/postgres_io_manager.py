@@ -17,6 +17,7 @@ import polars as pl
 from pydantic import Field
 
 from ml_platform.provenance.reads import PartitionRead, provenance_metadata, record_reads
+from ml_platform.provenance.summary import sources_of
 from ml_platform.storage.current import CurrentVersion, UnresolvedVersionError, current_versions
 from ml_platform.storage.frames import split_by_partition
 from ml_platform.storage.postgres_tables import (
@@ -142,4 +143,5 @@ def _as_read(
         content_hash=v.content_hash,
         storage_id=event.storage_id,
         data_version=event.data_version,
+        sources=sources_of(event.partition, event.metadata),
     )

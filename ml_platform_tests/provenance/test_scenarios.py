@@ -9,6 +9,7 @@ bump.
 
 from __future__ import annotations
 
+import re
 from datetime import date, timedelta
 
 import dagster as dg
@@ -18,6 +19,7 @@ from ml_platform.demo.generator import GeneratorConfig, generate_drops
 from ml_platform.provenance.impact import impact, starts_for_file, starts_for_partition
 from ml_platform.provenance.lineage import backward
 from ml_platform.provenance.staleness import stale_partitions
+from ml_platform.provenance.summary import PROVENANCE_MD_KEY
 from ml_platform.provenance.verify import verifier_for
 from ml_platform_tests.pipeline.helpers import Platform, run_failure_message
 
@@ -72,6 +74,10 @@ def history(tmp_path_factory):
         ok(p.train(W1, **SMALL))
         ok(p.promote())
         ok(p.predict("2026-02-10", "2026-02-12"))
+        quotes = instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=PRICES, asset_partitions=["2026-02-10"]), limit=1
+        ).records[0]
+        snap["quote_summary"] = quotes.asset_materialization.metadata[PROVENANCE_MD_KEY].value
         snap["baseline_stale"] = stale_partitions(instance, graph)
         snap["first_raw"] = latest_id(instance, RAW, RELANDED)
         snap["first_clean"] = latest_id(instance, CLEAN, RELANDED)
@@ -242,3 +248,14 @@ def test_stale_after_a_feature_code_version_bump(history):
     kinds = {(s.asset, s.partition): {r["kind"] for r in s.reasons} for s in stale}
     assert kinds[("features/shipment_features", "2026-01-01")] == {"new_code_version"}
     assert kinds[("models/price_model", W2)] == {"upstream_stale"}
+
+
+def test_a_quote_days_provenance_reads_as_a_summary_first(history):
+    """Which model, which feature days, which raw drops: one line, before the full record."""
+    first, rest = history["snap"]["quote_summary"].split("\n", 1)
+    assert re.fullmatch(
+        r"\*\*Summary:\*\* made from model week 2026-02-02 \(run `\w{8}`, sha256 `\w{12}…`\); "
+        r"features 2026-02-10; raw drops 2026-01-13\.\.2026-02-10 \(29\), \d+ landed file\(s\)",
+        first,
+    ), first
+    assert "**Made from**" in rest and "`features/shipment_features`" in rest
