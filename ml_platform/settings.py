@@ -15,6 +15,10 @@ class Settings:
     deployment: str
     home: Path
     start_date: date
+    # Expected rows in one daily drop, and how many rows one backfill run should hold:
+    # together they size backfill chunks (memory grows with rows per run, not range length).
+    rows_per_day: int = 200_000
+    backfill_rows_per_run: int = 1_000_000
 
     @property
     def landing_root(self) -> Path:
@@ -38,4 +42,17 @@ def load_settings() -> Settings:
         )
     home = Path(os.environ.get("ML_PLATFORM_HOME", Path.cwd() / ".ml_platform")).absolute()
     start = date.fromisoformat(os.environ.get("ML_PLATFORM_START_DATE", "2026-01-01"))
-    return Settings(deployment=deployment, home=home, start_date=start)
+    return Settings(
+        deployment=deployment,
+        home=home,
+        start_date=start,
+        rows_per_day=_positive_int("ML_PLATFORM_ROWS_PER_DAY", 200_000),
+        backfill_rows_per_run=_positive_int("ML_PLATFORM_BACKFILL_ROWS_PER_RUN", 1_000_000),
+    )
+
+
+def _positive_int(name: str, default: int) -> int:
+    text = os.environ.get(name, str(default))
+    if not text.isdigit() or int(text) < 1:
+        raise ValueError(f"{name}={text!r} must be a positive whole number")
+    return int(text)

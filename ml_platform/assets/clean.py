@@ -7,7 +7,7 @@ from ml_platform.assets.raw import RAW_SHIPMENTS
 from ml_platform.automation import follows_upstream
 from ml_platform.checks import CheckOutcome, contract_failures, gated
 from ml_platform.execution import WAREHOUSE_POOL
-from ml_platform.partitions import daily_partitions
+from ml_platform.partitions import daily_backfill_policy, daily_partitions
 from ml_platform.schemas import CLEAN_SHIPMENTS
 from ml_platform.storage.frames import content_hash
 from ml_platform.transforms.shipments import clean_shipments as clean_rows
@@ -60,7 +60,7 @@ _SHARED = dict(
     },
     ins={"raw": dg.AssetIn(key=RAW_SHIPMENTS)},
     partitions_def=daily_partitions,
-    backfill_policy=dg.BackfillPolicy.single_run(),
+    backfill_policy=daily_backfill_policy,
     check_specs=[CONTRACT_CHECK, ROWS_CHECK],
     pool=WAREHOUSE_POOL,
 )

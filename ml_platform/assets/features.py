@@ -8,7 +8,12 @@ import polars as pl
 from ml_platform.assets.clean import CLEAN_SHIPMENTS_KEY
 from ml_platform.automation import follows_upstream
 from ml_platform.checks import CheckOutcome, contract_failures, gated
-from ml_platform.partitions import TRAILING_WINDOW_DAYS, daily_partitions, trailing_window
+from ml_platform.partitions import (
+    TRAILING_WINDOW_DAYS,
+    daily_backfill_policy,
+    daily_partitions,
+    trailing_window,
+)
 from ml_platform.schemas import SHIPMENT_FEATURES
 from ml_platform.storage.frames import content_hash
 from ml_platform.transforms.shipments import shipment_features as build_features
@@ -35,7 +40,7 @@ ROWS_CHECK = dg.AssetCheckSpec(
     code_version="1",
     partitions_def=daily_partitions,
     ins={"clean": dg.AssetIn(key=CLEAN_SHIPMENTS_KEY, partition_mapping=trailing_window)},
-    backfill_policy=dg.BackfillPolicy.single_run(),
+    backfill_policy=daily_backfill_policy,
     io_manager_key="lake_io_manager",
     metadata={"partition_expr": "partition_date"},
     automation_condition=follows_upstream(),

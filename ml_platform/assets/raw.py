@@ -7,7 +7,7 @@ import polars as pl
 
 from ml_platform.landing.reader import DropFileError, parse_drop_file
 from ml_platform.landing.zone import DropFile, LandingZone, drop_fingerprint
-from ml_platform.partitions import daily_partitions
+from ml_platform.partitions import daily_backfill_policy, daily_partitions
 from ml_platform.storage.frames import content_hash
 from ml_platform.transforms.shipments import raw_from_files
 
@@ -24,7 +24,7 @@ RAW_SHIPMENTS = dg.AssetKey(["raw", "shipments"])
     kinds={"polars", "parquet"},
     code_version="1",
     partitions_def=daily_partitions,
-    backfill_policy=dg.BackfillPolicy.single_run(),
+    backfill_policy=daily_backfill_policy,
     io_manager_key="lake_io_manager",
     metadata={"partition_expr": "partition_date"},
 )

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import date
 from pathlib import Path
 
 import dagster as dg
@@ -50,7 +51,13 @@ def _wait_for(condition, timeout: float, what: str, interval: float = 1.0):
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory) -> Iterator[dict]:
     home = tmp_path_factory.mktemp("quickstart") / "home"
-    env = {**os.environ, "ML_PLATFORM_HOME": str(home)}
+    # Backfills run in chunks of two days: 2,000 rows a day, 4,000 rows a run.
+    env = {
+        **os.environ,
+        "ML_PLATFORM_HOME": str(home),
+        "ML_PLATFORM_ROWS_PER_DAY": "2000",
+        "ML_PLATFORM_BACKFILL_ROWS_PER_RUN": "4000",
+    }
     env.pop("DAGSTER_HOME", None)
     demo = subprocess.run(
         [
@@ -151,10 +158,10 @@ def test_the_daemon_runs_the_landing_sensor_on_the_remaining_drops(platform):
     assert sorted(r.tags["dagster/partition"] for r in runs) == ["2026-01-04", "2026-01-05"]
 
 
-def test_a_backfill_filed_from_the_cli_is_carried_out_by_the_daemon(platform):
+def test_a_backfill_filed_from_the_cli_runs_in_chunks_under_the_daemon(platform):
     instance = platform["instance"]
     filed = subprocess.run(
-        [BIN / "ml-platform", "backfill", "--from", "2026-01-01", "--to", "2026-01-02", "--submit"],
+        [BIN / "ml-platform", "backfill", "--from", "2026-01-01", "--to", "2026-01-05", "--submit"],
         env=platform["env"],
         capture_output=True,
         text=True,
@@ -164,11 +171,22 @@ def test_a_backfill_filed_from_the_cli_is_carried_out_by_the_daemon(platform):
     backfill_id = filed.stdout.split()[1]
     done = _wait_for(
         lambda: (b := instance.get_backfill(backfill_id)) and b.status.value != "REQUESTED" and b,
-        240,
+        300,
         "the daemon to finish the backfill",
         interval=2,
     )
     assert done.status.value == "COMPLETED_SUCCESS", done.status
     runs = instance.get_runs(dg.RunsFilter(tags={"dagster/backfill": backfill_id}))
-    assert len(runs) == 1  # single-run backfill policy: one run for the whole range
     assert all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs)
+    # The backfill policy splits five days into runs of at most two days (rows a day and
+    # rows a run from the environment), each retried alone if it fails.
+    spans = sorted(
+        (r.tags["dagster/asset_partition_range_start"], r.tags["dagster/asset_partition_range_end"])
+        for r in runs
+        if "dagster/asset_partition_range_start" in r.tags
+    )
+    days = {(date.fromisoformat(b) - date.fromisoformat(a)).days + 1 for a, b in spans}
+    assert len(runs) >= 3 and days <= {1, 2}, spans
+    for asset in (["raw", "shipments"], ["features", "shipment_features"]):
+        materialized = instance.get_materialized_partitions(dg.AssetKey(asset))
+        assert {f"2026-01-0{d}" for d in range(1, 6)} <= materialized
