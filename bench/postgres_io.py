@@ -1,6 +1,6 @@
 """Benchmark: the Postgres IO path against raw ADBC, connectorx and pandas, on the same data.
 
-    .venv/bin/python bench/postgres_io.py [--rows 1000000] [--repeat 3] [--pandas-rows 50000]
+    uv run --group bench python bench/postgres_io.py [--rows 1000000] [--repeat 3] [--pandas-rows 50000]
 
 Starts its own throwaway PostgreSQL server (the test suite's helper), builds one frame of
 the platform's column types (1M rows x 11 columns over 30 daily partitions) and measures,

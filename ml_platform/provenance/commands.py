@@ -214,8 +214,14 @@ def explain(instance, day: str, verifier=None) -> dict:
     """Which model and which input data made a day's predictions, and how to re-run them."""
     lineage = backward(instance, PREDICTIONS_KEY, day, verifier=verifier)
     root = lineage.node(lineage.root)
-    (champion,) = lineage.by_asset(CHAMPION_KEY.to_user_string())
-    promotion = champion.extra["promotion"]
+    champions = lineage.by_asset(CHAMPION_KEY.to_user_string())
+    if len(champions) != 1 or "promotion" not in champions[0].extra:
+        raise LookupError(
+            f"the quotes of {day} (run {root.run_id}) name no resolvable champion record, so "
+            "which model made them cannot be said; see `ml-platform lineage "
+            f"{PREDICTIONS_KEY.to_user_string()} --partition {day}`"
+        )
+    promotion = champions[0].extra["promotion"]
     live = current_champion(instance)
 
     def versions(asset: str) -> dict:
