@@ -15,9 +15,15 @@ from ml_platform.automation import (
 from ml_platform.checks import evaluations
 from ml_platform.execution import WAREHOUSE_POOL
 from ml_platform.models.artifacts import ArtifactError
-from ml_platform.models.training import predict
+from ml_platform.models.training import MissingFeaturesError, predict
 from ml_platform.partitions import daily_partitions
-from ml_platform.provenance.champion import CHAMPION_KEY, load_champion_model
+from ml_platform.provenance.champion import (
+    CHAMPION_KEY,
+    describe_model,
+    load_champion_model,
+    promotion_at,
+    training_window,
+)
 from ml_platform.provenance.reads import read_of
 
 PREDICTIONS_KEY = dg.AssetKey(["predictions", "price_quotes"])
@@ -57,7 +63,8 @@ def predict_condition() -> dg.AutomationCondition:
     key=PREDICTIONS_KEY,
     description=(
         "The champion's price quote for every shipment of the day; each row names the model "
-        "week, model run, artifact sha256 and the champion materialization that produced it."
+        "week, run, materialization and artifact sha256 and the champion materialization that "
+        "produced it, and whether the day is inside the model's training window (in_sample)."
     ),
     group_name="predictions",
     kinds={"scikit-learn", "polars"},
@@ -72,28 +79,54 @@ def predict_condition() -> dg.AutomationCondition:
     pool=WAREHOUSE_POOL,
 )
 def price_quotes(context: dg.AssetExecutionContext, features: pl.DataFrame, champion: pl.DataFrame):
-    live = champion.sort("promoted_at").row(-1, named=True)
+    # One source of truth for "live": the promotion the loaded champion materialization
+    # names (the champion's latest event), not a row of its history table.
     champion_read = read_of(context, CHAMPION_KEY)
+    live = promotion_at(context.instance, champion_read.storage_id)
     try:
         model = load_champion_model(live, context.resources.lake_io_manager.store())
-    except ArtifactError as e:
+        predicted = predict(model, features)
+    except (ArtifactError, MissingFeaturesError) as e:
         raise dg.Failure(
-            description=f"cannot score with the champion: {e}", allow_retries=False
+            description=f"cannot score with the champion {describe_model(live)}: {e}",
+            allow_retries=False,
         ) from None
+    first, last = training_window(live)
     quotes = features.select(
         "shipment_id", "partition_date", "lane", "transport_mode"
     ).with_columns(
-        predicted_price_eur=pl.Series(predict(model, features), dtype=pl.Float64),
+        predicted_price_eur=pl.Series(predicted, dtype=pl.Float64),
         model_week=pl.lit(live["model_week"]),
         model_run_id=pl.lit(live["model_run_id"]),
+        model_storage_id=pl.lit(live["model_storage_id"], dtype=pl.Int64),
         model_sha256=pl.lit(live["model_sha256"]),
         champion_run_id=pl.lit(champion_read.run_id),
         champion_storage_id=pl.lit(champion_read.storage_id, dtype=pl.Int64),
+        # Days the model saw while training (its window, holdout included) are not live
+        # performance: marked here, left out of prediction_quality.
+        in_sample=pl.col("partition_date").is_between(first, last),
     )
+    window = {"first_day": first.isoformat(), "last_day": last.isoformat()}
     # Figures per day: a range run's output metadata would give every day the range's.
     for (day,), day_quotes in quotes.group_by("partition_date"):
-        context.add_asset_metadata(_distribution(day_quotes, live), partition_key=day.isoformat())
+        inside = first <= day <= last
+        if inside:
+            context.log.warning(
+                f"{day}: inside the training window {first}..{last} of the live model "
+                f"{describe_model(live)}; its quotes are marked in_sample"
+            )
+        context.add_asset_metadata(
+            _distribution(day_quotes, live) | _sample_metadata(inside, window),
+            partition_key=day.isoformat(),
+        )
     return dg.Output(quotes)
+
+
+def _sample_metadata(inside: bool, window: dict) -> dict:
+    return {
+        "in_sample": dg.MetadataValue.bool(inside),
+        "model_training_window": dg.MetadataValue.json(window),
+    }
 
 
 def _distribution(quotes: pl.DataFrame, live: dict) -> dict:
@@ -117,7 +150,8 @@ def _distribution(quotes: pl.DataFrame, live: dict) -> dict:
     key=QUALITY_KEY,
     description=(
         "How far the day's quotes were from the prices actually paid: MAE, MAPE, bias and the "
-        "share of quotes more than 20 % off, overall (scope='overall') and per lane."
+        "share of quotes more than 20 % off, overall (scope='overall') and per lane. Only "
+        "quotes for days the model never saw count (in_sample_rows: those left out)."
     ),
     group_name="monitoring",
     kinds={"polars"},
@@ -137,15 +171,29 @@ def _distribution(quotes: pl.DataFrame, live: dict) -> dict:
 def prediction_quality(
     context: dg.AssetExecutionContext, predictions: pl.DataFrame, actuals: pl.DataFrame
 ):
+    if "in_sample" not in predictions.columns:  # quotes made before in-sample marking
+        predictions = predictions.with_columns(in_sample=pl.lit(False))
     joined = predictions.join(
         actuals.select("shipment_id", pl.col("price_eur").alias("actual_price_eur")),
         on="shipment_id",
         how="inner",
     )
-    overall = _error_stats(joined, ["partition_date"]).with_columns(
-        scope=pl.lit("overall"), lane=pl.lit(None, dtype=pl.Utf8)
+    # Only quotes for days the model never saw count as live performance.
+    unseen = joined.filter(~pl.col("in_sample"))
+    days = joined.group_by("partition_date").agg(
+        in_sample_rows=pl.col("in_sample").sum().cast(pl.Int64),
+        model_week=pl.col("model_week").first(),
     )
-    per_lane = _error_stats(joined, ["partition_date", "lane"]).with_columns(scope=pl.lit("lane"))
+    overall = days.join(
+        _error_stats(unseen, ["partition_date"]).drop("model_week"), on="partition_date", how="left"
+    ).with_columns(
+        pl.col("rows").fill_null(0),
+        scope=pl.lit("overall"),
+        lane=pl.lit(None, dtype=pl.Utf8),
+    )
+    per_lane = _error_stats(unseen, ["partition_date", "lane"]).with_columns(
+        scope=pl.lit("lane"), in_sample_rows=pl.lit(0, dtype=pl.Int64)
+    )
     quality = pl.concat([overall, per_lane], how="diagonal").select(
         "partition_date",
         "scope",
@@ -156,6 +204,7 @@ def prediction_quality(
         "bias",
         "share_over_20pct",
         "model_week",
+        "in_sample_rows",
     )
     yield dg.Output(quality.sort("partition_date", "scope", "lane", nulls_last=False))
     yield from _quality_evaluations(context, overall)
@@ -178,7 +227,21 @@ def _quality_evaluations(context, overall: pl.DataFrame):
     failures, figures = {}, {}
     for row in overall.iter_rows(named=True):
         day = row["partition_date"].isoformat()
-        figures[day] = {k: _round(row[k]) for k in ("rows", "mape", "bias", "share_over_20pct")}
+        if row["rows"] == 0:
+            figures[day] = {
+                "evaluated": False,
+                "in_sample_rows": row["in_sample_rows"],
+                "note": (
+                    f"not evaluated: all {row['in_sample_rows']} quotes are for a day the "
+                    f"model (week {row['model_week']}) trained on or held out while training"
+                ),
+            }
+            continue
+        figures[day] = {
+            "evaluated": True,
+            **{k: _round(row[k]) for k in ("rows", "mape", "bias", "share_over_20pct")},
+            "in_sample_rows": row["in_sample_rows"],
+        }
         if row["share_over_20pct"] > MAX_SHARE_OVER_20PCT or row["mape"] > MAX_MAPE:
             failures[day] = {
                 "problem": (

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 import numpy as np
@@ -27,6 +27,10 @@ TARGET = "price_eur"
 
 class TrainingDataError(ValueError):
     """The training window cannot produce a trustworthy model."""
+
+
+class MissingFeaturesError(ValueError):
+    """The frame to score lacks feature columns the model was trained with."""
 
 
 class Hyperparameters(BaseModel):
@@ -95,14 +99,43 @@ def check_training_window(
         raise TrainingDataError("the holdout window holds no rows")
 
 
-def fit(train: pl.DataFrame, params: Hyperparameters):
+def fit(train: pl.DataFrame, params: Hyperparameters, columns: list[str] | None = None):
     pipeline = build_pipeline(params)
-    pipeline.fit(train.select(FEATURES), train[TARGET].to_numpy())
+    pipeline.fit(train.select(columns or FEATURES), train[TARGET].to_numpy())
     return pipeline
 
 
-def predict(pipeline, features: pl.DataFrame) -> np.ndarray:
-    return pipeline.predict(features.select(FEATURES))
+def model_feature_columns(model) -> list[str]:
+    """The columns a model was trained on: what it recorded, else what the pipeline saw at fit."""
+    recorded = getattr(model, "feature_columns", None)
+    if recorded:
+        return list(recorded)
+    pipeline = getattr(model, "pipeline", model)
+    seen = getattr(pipeline, "feature_names_in_", None)
+    if seen is None:
+        raise MissingFeaturesError("the model records no feature columns; cannot score it safely")
+    return [str(c) for c in seen]
+
+
+def predict(model, features: pl.DataFrame) -> np.ndarray:
+    """Score ``features`` with exactly the columns ``model`` was trained on, in that order.
+
+    ``model`` is a :class:`~ml_platform.models.artifacts.TrainedModel` (its recorded columns)
+    or a fitted pipeline (the columns it saw at fit). Today's feature list plays no part: a
+    model trained before a feature was added or removed is scored on its own features, and
+    fails naming the ones the frame lacks.
+    """
+    columns = model_feature_columns(model)
+    missing = [c for c in columns if c not in features.columns]
+    if missing:
+        raise MissingFeaturesError(
+            f"the model was trained on feature columns {sorted(missing)} that the features to "
+            f"score do not have (they have {len(features.columns)} columns); re-materialize "
+            "the features with the code the model was trained on, or promote a model trained "
+            "on today's features"
+        )
+    pipeline = getattr(model, "pipeline", model)
+    return pipeline.predict(features.select(columns))
 
 
 def naive_baseline(train: pl.DataFrame, rows: pl.DataFrame) -> np.ndarray:
@@ -144,21 +177,36 @@ class TrainingResult:
     baseline_metrics: dict[str, float]
     seconds: float
     holdout: pl.DataFrame
+    feature_columns: list[str] = field(default_factory=list)
+    # First and last day of the rows the model was fitted on, and of its holdout rows.
+    trained_days: dict[str, str] = field(default_factory=dict)
+    holdout_days: dict[str, str] = field(default_factory=dict)
+
+
+def day_range(frame: pl.DataFrame) -> dict[str, str]:
+    return {
+        "first_day": frame["partition_date"].min().isoformat(),
+        "last_day": frame["partition_date"].max().isoformat(),
+    }
 
 
 def train_and_evaluate(features: pl.DataFrame, params: Hyperparameters) -> TrainingResult:
     train, holdout = split_holdout(features, params.holdout_days)
     check_training_window(train, holdout, params)
+    columns = list(FEATURES)
     started = time.perf_counter()
-    pipeline = fit(train, params)
+    pipeline = fit(train, params, columns)
     seconds = time.perf_counter() - started
     actual = holdout[TARGET].to_numpy()
     return TrainingResult(
         pipeline=pipeline,
         rows_train=train.height,
         rows_holdout=holdout.height,
-        metrics=regression_metrics(actual, predict(pipeline, holdout)),
+        metrics=regression_metrics(actual, pipeline.predict(holdout.select(columns))),
         baseline_metrics=regression_metrics(actual, naive_baseline(train, holdout)),
         seconds=seconds,
         holdout=holdout,
+        feature_columns=columns,
+        trained_days=day_range(train),
+        holdout_days=day_range(holdout),
     )

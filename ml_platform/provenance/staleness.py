@@ -9,7 +9,10 @@ A partition's current (latest) materialization is stale when
 - ``upstream_stale``: an input version it read is current but itself stale, so rebuilding
   that input will make this one stale too (a backfill must include both).
 
-The champion itself is never reported: which model is live is a promotion decision.
+The champion itself is never reported: which model is live is a promotion decision. Its
+reasons are still computed (from the exact model materialization it made live), so quotes
+made by a live model that is itself stale, because the features it trained on changed,
+report ``upstream_stale`` through the champion.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from dataclasses import asdict, dataclass, field
 
 import dagster as dg
 
-from ml_platform.provenance.champion import CHAMPION_KEY
+from ml_platform.provenance.champion import CHAMPION_KEY, PRICE_MODEL_KEY
 from ml_platform.provenance.impact import _topological_downstream
 from ml_platform.provenance.lineage import CODE_VERSION_TAG, DATA_VERSION_TAG, fetch_by_storage_ids
 from ml_platform.provenance.reads import INPUTS_METADATA_KEY
@@ -55,21 +58,75 @@ def stale_partitions(
     order = sorted(roots) + _topological_downstream(asset_graph, roots)
     latest: dict[str, dict] = {}
     stale: dict[tuple[str, str | None], StalePartition] = {}
+    hidden: set[tuple[str, str | None]] = set()  # stale but not reported (the champion)
     for key in order:
         node = asset_graph.get(key)
         if not node.is_materializable:
             continue
         asset = key.to_user_string()
         latest[asset] = latest_records(instance, node)
-        if key in exclude:
-            continue
         for partition, record in sorted(latest[asset].items(), key=lambda kv: str(kv[0])):
-            reasons = _reasons(record, node, latest, stale)
+            if key == CHAMPION_KEY:
+                reasons = _champion_reasons(instance, asset_graph, record, latest, stale)
+            else:
+                reasons = _reasons(record, node, latest, stale)
             if reasons:
                 stale[(asset, partition)] = StalePartition(
                     asset, partition, record.storage_id, record.run_id, reasons
                 )
-    return list(stale.values())
+                if key in exclude:
+                    hidden.add((asset, partition))
+    return [s for k, s in stale.items() if k not in hidden]
+
+
+def _champion_reasons(instance, asset_graph, record, latest: dict, stale: dict) -> list[dict]:
+    """The live champion is stale when the exact model it made live is stale.
+
+    Only that: a newer model of the same week is a candidate for promotion, not a reason.
+    The model's reasons are those of the exact materialization the promotion names, which
+    need not be its week's latest (a rollback, a retrain that failed its checks).
+    """
+    from ml_platform.provenance.champion import describe_model, promotion_from_record
+
+    entry = record.asset_materialization.metadata.get(INPUTS_METADATA_KEY)
+    model_asset = PRICE_MODEL_KEY.to_user_string()
+    reasons = []
+    for upstream in entry.value if entry is not None else []:
+        if upstream["asset"] != model_asset:
+            continue
+        for read in upstream["partitions"]:
+            now = latest.get(model_asset, {}).get(read["partition"])
+            if now is not None and now.storage_id == read.get("storage_id"):
+                model_stale = stale.get((model_asset, read["partition"]))
+                model_reasons = model_stale.reasons if model_stale else []
+                model_record = now
+            elif read.get("storage_id") is not None:
+                found = fetch_by_storage_ids(instance, PRICE_MODEL_KEY, [read["storage_id"]])
+                if not found:
+                    continue
+                model_record = found[0]
+                node = asset_graph.get(PRICE_MODEL_KEY)
+                model_reasons = _reasons(model_record, node, latest, stale)
+            else:
+                continue
+            if not model_reasons:
+                continue
+            shown = "; ".join(r["detail"] for r in model_reasons[:3])
+            more = len(model_reasons) - 3
+            model = describe_model(promotion_from_record(model_record))
+            reasons.append(
+                {
+                    "kind": "upstream_stale",
+                    "upstream": model_asset,
+                    "partition": read["partition"],
+                    "read_storage_id": read.get("storage_id"),
+                    "detail": (
+                        f"the live model {model} is stale: {shown}"
+                        + (f"; and {more} more" if more > 0 else "")
+                    ),
+                }
+            )
+    return reasons
 
 
 def _reasons(record, node, latest: dict[str, dict], stale: dict) -> list[dict]:
@@ -128,10 +185,14 @@ def _input_reason(asset: str, read: dict, now, stale: dict) -> dict | None:
             ),
         }
     if (asset, read["partition"]) in stale:
+        detail = f"{where} is itself stale"
+        if asset == CHAMPION_KEY.to_user_string():  # never reported itself: say why here
+            why = "; ".join(r["detail"] for r in stale[(asset, read["partition"])].reasons)
+            detail = f"{detail}: {why}"
         return {
             "kind": "upstream_stale",
             "upstream": asset,
             "partition": read["partition"],
-            "detail": f"{where} is itself stale",
+            "detail": detail,
         }
     return None

@@ -4,7 +4,10 @@ Kept regardless of age:
 - every partition's current version (the object its latest materialization names);
 - every object the provenance of a protected asset's current materializations names,
   followed transitively through ``ml_platform/inputs`` (the live champion model and the
-  current predictions by default), so any live prediction stays traceable to its bytes.
+  current predictions by default), so any live prediction stays traceable to its bytes;
+- when the champion is protected: every model a promotion ever made live (each one a
+  rollback can still restore: rollback walks back through the promotion history), and,
+  transitively, every stored version its provenance names.
 
 Why our own: Dagster has no notion of the versions an IO manager keeps, and a bucket
 lifecycle rule cannot know which old versions provenance still references.
@@ -18,6 +21,7 @@ from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
+from ml_platform.provenance.champion import CHAMPION_KEY, PRICE_MODEL_KEY
 from ml_platform.provenance.reads import INPUTS_METADATA_KEY
 from ml_platform.storage.current import latest_storage_ids, records_by_storage_id
 from ml_platform.storage.object_store import ObjectStore
@@ -60,6 +64,16 @@ def referenced_uris(instance: dg.DagsterInstance, protected: list[dg.AssetKey]) 
     frontier: dict[dg.AssetKey, set[int]] = {
         key: _current_storage_ids(instance, key) for key in protected
     }
+    if CHAMPION_KEY in protected:
+        promoted = _promoted_models(instance)
+        frontier.setdefault(PRICE_MODEL_KEY, set()).update(promoted)
+        for record in _records(instance, PRICE_MODEL_KEY, sorted(promoted)):
+            uri = record.asset_materialization.metadata.get("dagster/uri")
+            if uri is not None:
+                reasons[uri.value] = (
+                    f"model {PRICE_MODEL_KEY.to_user_string()} {record.partition_key} "
+                    f"(materialization {record.storage_id}) was live once: a rollback target"
+                )
     seen: set[int] = set()
     while frontier:
         next_frontier: dict[dg.AssetKey, set[int]] = defaultdict(set)
@@ -85,6 +99,17 @@ def referenced_uris(instance: dg.DagsterInstance, protected: list[dg.AssetKey]) 
                             next_frontier[upstream].add(read["storage_id"])
         frontier = dict(next_frontier)
     return reasons
+
+
+def _promoted_models(instance: dg.DagsterInstance) -> set[int]:
+    """Storage ids of every price_model materialization a promotion has made live."""
+    from ml_platform.provenance.champion import champion_history
+
+    return {
+        h["model_storage_id"]
+        for h in champion_history(instance)
+        if h.get("model_storage_id") is not None
+    }
 
 
 def _current_storage_ids(instance: dg.DagsterInstance, key: dg.AssetKey) -> set[int]:

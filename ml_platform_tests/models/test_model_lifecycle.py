@@ -187,12 +187,12 @@ def test_a_model_that_fails_its_checks_cannot_be_promoted(lifecycle):
 
 def test_a_tampered_artifact_is_refused_and_the_champion_stays(lifecycle):
     p, home = lifecycle["p"], lifecycle["home"]
-    assert p.train("2026-01-26", champion_tolerance=10.0).success  # passes both checks
-    pointer = current_version(p.instance, "models/price_model", "2026-01-26")
+    # Week 2026-02-09's model passed its checks (it was live once); its bytes are changed.
+    pointer = current_version(p.instance, "models/price_model", "2026-02-09")
     artifact = home / "storage" / pointer["key"]
     artifact.write_bytes(artifact.read_bytes()[:-10] + b"0123456789")
     before = current_champion(p.instance)
-    result = p.promote("2026-01-26", reason="roll back further")
+    result = p.promote("2026-02-09", reason="roll back further")
     assert not result.success
     assert "sha256 mismatch" in run_failure_message(result)
     assert current_champion(p.instance) == before
