@@ -28,7 +28,8 @@ def run_reproduce(args: argparse.Namespace) -> int:
     import dagster as dg
 
     from ml_platform.definitions import defs
-    from ml_platform.provenance.reproduce import as_text, reproduce
+    from ml_platform.provenance.reproduce import reproduce
+    from ml_platform.provenance.reproduce_text import as_text
 
     if args.partition is None and args.storage_id is None:
         print("reproduce: give --partition D (latest) or --storage-id N", file=sys.stderr)

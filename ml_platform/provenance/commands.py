@@ -221,7 +221,8 @@ def explain(instance, day: str, verifier=None) -> dict:
             "which model made them cannot be said; see `ml-platform lineage "
             f"{PREDICTIONS_KEY.to_user_string()} --partition {day}`"
         )
-    promotion = champions[0].extra["promotion"]
+    champion = champions[0]
+    promotion = champion.extra["promotion"]
     live = current_champion(instance)
 
     def versions(asset: str) -> dict:

@@ -18,8 +18,14 @@ import dagster as dg
 import polars as pl
 
 from ml_platform.landing.zone import DropFile, DropUnreadableError
-from ml_platform.provenance.reads import PartitionRead, record_reads
-from ml_platform.storage.current import CurrentVersion
+from ml_platform.provenance.lineage import Node
+from ml_platform.provenance.reads import INPUTS_METADATA_KEY, PartitionRead, record_reads
+from ml_platform.storage.current import (
+    CurrentVersion,
+    latest_storage_ids,
+    records_by_storage_id,
+    version_of,
+)
 from ml_platform.storage.object_store import LocalObjectStore, StoredObject, sha256_hex
 from ml_platform.storage.parquet_io_manager import FORMAT_KEY, LocalParquetIOManager
 
@@ -247,3 +253,73 @@ def _span(keys: list) -> str:
     if not keys:
         return "nothing"
     return keys[0] if len(keys) == 1 else f"{keys[0]}..{keys[-1]} ({len(keys)} partitions)"
+
+
+# -- what a recorded step read -----------------------------------------------------------
+def pins_for(instance, record, live) -> dict[str, dict[str | None, PinnedVersion]]:
+    """Every recorded read, resolved to its materialization and checked to still be stored."""
+    meta = record.asset_materialization.metadata
+    entries = meta[INPUTS_METADATA_KEY].value if INPUTS_METADATA_KEY in meta else []
+    pins: dict[str, dict[str | None, PinnedVersion]] = {}
+    for entry in entries:
+        asset = entry["asset"]
+        key = dg.AssetKey.from_user_string(asset)
+        reads = entry["partitions"]
+        unresolved = [r for r in reads if r.get("storage_id") is None]
+        if unresolved:
+            raise PinError(
+                f"{asset} {unresolved[0].get('partition')}: the recorded read names no "
+                "materialization, so its exact version cannot be found"
+            )
+        by_id = {
+            r.storage_id: r
+            for r in records_by_storage_id(instance, key, [r["storage_id"] for r in reads])
+        }
+        pins[asset] = {}
+        for read in reads:
+            rec = by_id.get(read["storage_id"])
+            version = version_of(key, rec) if rec is not None else None
+            pin = PinnedVersion(asset, read, version)
+            manager = live.by_asset.get(asset)
+            if manager is None:
+                raise PinError(f"{pin.where}: no IO manager is known for {asset}")
+            check_available(pin, manager)
+            pins[asset][read.get("partition")] = pin
+    return pins
+
+
+def pinned_landing(live, record, root: Node) -> PinnedLanding | None:
+    if not root.source_files:
+        return None
+    landing = live.resources.get("landing")
+    if landing is None:
+        raise PinError("the definitions have no landing zone to re-read the source files from")
+    pinned = PinnedLanding(landing, root.partition, root.source_files)
+    pinned.check()
+    return pinned
+
+
+def inputs_summary(instance, pins) -> list[dict]:
+    """Each pinned version, and whether it is still its partition's current one."""
+    rows = []
+    for asset, by_partition in pins.items():
+        key = dg.AssetKey.from_user_string(asset)
+        partitions = {p for p in by_partition if p is not None}
+        latest = latest_storage_ids(instance, key, partitions) if partitions else {}
+        if None in by_partition:
+            records = instance.fetch_materializations(
+                dg.AssetRecordsFilter(asset_key=key), limit=1
+            ).records
+            latest[None] = records[0].storage_id if records else None
+        for part, pin in sorted(by_partition.items(), key=lambda kv: str(kv[0])):
+            rows.append(
+                {
+                    "asset": asset,
+                    "partition": part,
+                    "storage_id": pin.read.get("storage_id"),
+                    "run_id": pin.read.get("run_id"),
+                    "content_hash": pin.read.get("content_hash"),
+                    "current": latest.get(part) == pin.read.get("storage_id"),
+                }
+            )
+    return rows

@@ -18,7 +18,6 @@ pinned training window are compared bit for bit instead.
 
 from __future__ import annotations
 
-import json
 import tempfile
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -40,19 +39,18 @@ from ml_platform.provenance.pinned import (
     PinError,
     PinnedIOManager,
     PinnedLanding,
-    PinnedVersion,
-    check_available,
+    inputs_summary,
+    pinned_landing,
+    pins_for,
 )
-from ml_platform.provenance.reads import INPUTS_METADATA_KEY
+from ml_platform.provenance.row_diff import diff_frames
 from ml_platform.provenance.verify import StorageVerifier
-from ml_platform.storage.current import CurrentVersion, latest_storage_ids, records_by_storage_id
 
 IDENTICAL, DIFFERENT, IMPOSSIBLE = "identical", "different", "impossible"
 # Assets whose step reads live instance state beyond its inputs: not re-executable in isolation.
 NOT_REPRODUCIBLE = {
     "models/champion": "it reads the live promotion log from the instance, not from inputs",
 }
-KEY_COLUMNS = ("shipment_id",)
 MODEL_METRICS = (
     "rows_train",
     "rows_holdout",
@@ -63,7 +61,6 @@ MODEL_METRICS = (
     "baseline_mape",
     "baseline_r2",
 )
-SHOWN_ROWS = 5
 
 
 @dataclass
@@ -130,9 +127,9 @@ def reproduce(
             tempfile.TemporaryDirectory(prefix="ml-platform-reproduce-")
         )
         try:
-            pins = _pins(instance, record, live)
-            out.inputs = _inputs_summary(instance, pins)
-            landing = _pinned_landing(live, record, root)
+            pins = pins_for(instance, record, live)
+            out.inputs = inputs_summary(instance, pins)
+            landing = pinned_landing(live, record, root)
             run = _rerun(
                 defs, graph, assets_def, instance, record, root, pins, live, landing, scratch
             )
@@ -145,88 +142,6 @@ def reproduce(
         except (PinError, ArtifactError, OSError, LookupError) as e:
             out.status, out.reason = IMPOSSIBLE, f"cannot compare: {e}"
     return out
-
-
-# -- what was read ---------------------------------------------------------------------------
-def _pins(instance, record, live) -> dict[str, dict[str | None, PinnedVersion]]:
-    """Every recorded read, resolved to its materialization and checked to still be stored."""
-    meta = record.asset_materialization.metadata
-    entries = meta[INPUTS_METADATA_KEY].value if INPUTS_METADATA_KEY in meta else []
-    pins: dict[str, dict[str | None, PinnedVersion]] = {}
-    for entry in entries:
-        asset = entry["asset"]
-        key = dg.AssetKey.from_user_string(asset)
-        reads = entry["partitions"]
-        unresolved = [r for r in reads if r.get("storage_id") is None]
-        if unresolved:
-            raise PinError(
-                f"{asset} {unresolved[0].get('partition')}: the recorded read names no "
-                "materialization, so its exact version cannot be found"
-            )
-        by_id = {
-            r.storage_id: r
-            for r in records_by_storage_id(instance, key, [r["storage_id"] for r in reads])
-        }
-        pins[asset] = {}
-        for read in reads:
-            rec = by_id.get(read["storage_id"])
-            version = _version(key, rec) if rec is not None else None
-            pin = PinnedVersion(asset, read, version)
-            manager = live.by_asset.get(asset)
-            if manager is None:
-                raise PinError(f"{pin.where}: no IO manager is known for {asset}")
-            check_available(pin, manager)
-            pins[asset][read.get("partition")] = pin
-    return pins
-
-
-def _version(key: dg.AssetKey, record) -> CurrentVersion:
-    mat = record.asset_materialization
-    return CurrentVersion(
-        asset_key=key,
-        partition=mat.partition,
-        storage_id=record.storage_id,
-        run_id=record.run_id,
-        data_version=(mat.tags or {}).get("dagster/data_version"),
-        metadata={k: v.value for k, v in mat.metadata.items()},
-    )
-
-
-def _pinned_landing(live, record, root: Node) -> PinnedLanding | None:
-    if not root.source_files:
-        return None
-    landing = live.resources.get("landing")
-    if landing is None:
-        raise PinError("the definitions have no landing zone to re-read the source files from")
-    pinned = PinnedLanding(landing, root.partition, root.source_files)
-    pinned.check()
-    return pinned
-
-
-def _inputs_summary(instance, pins) -> list[dict]:
-    """Each pinned version, and whether it is still its partition's current one."""
-    rows = []
-    for asset, by_partition in pins.items():
-        key = dg.AssetKey.from_user_string(asset)
-        partitions = {p for p in by_partition if p is not None}
-        latest = latest_storage_ids(instance, key, partitions) if partitions else {}
-        if None in by_partition:
-            records = instance.fetch_materializations(
-                dg.AssetRecordsFilter(asset_key=key), limit=1
-            ).records
-            latest[None] = records[0].storage_id if records else None
-        for part, pin in sorted(by_partition.items(), key=lambda kv: str(kv[0])):
-            rows.append(
-                {
-                    "asset": asset,
-                    "partition": part,
-                    "storage_id": pin.read.get("storage_id"),
-                    "run_id": pin.read.get("run_id"),
-                    "content_hash": pin.read.get("content_hash"),
-                    "current": latest.get(part) == pin.read.get("storage_id"),
-                }
-            )
-    return rows
 
 
 # -- the re-run ------------------------------------------------------------------------------
@@ -542,129 +457,3 @@ def _recorded_summary(node: Node, record) -> dict:
         "sha256": node.sha256,
         "uri": node.uri,
     }
-
-
-# -- row diffs -------------------------------------------------------------------------------
-def diff_frames(recorded: pl.DataFrame, reproduced: pl.DataFrame, limit: int = SHOWN_ROWS) -> dict:
-    """Schema changes, rows only on one side and rows whose values changed (first few of each)."""
-    old_schema, new_schema = dict(recorded.schema), dict(reproduced.schema)
-    diff: dict[str, Any] = {
-        "rows": {"recorded": recorded.height, "reproduced": reproduced.height},
-        "columns_removed": [c for c in old_schema if c not in new_schema],
-        "columns_added": [c for c in new_schema if c not in old_schema],
-        "columns_retyped": {
-            c: f"{old_schema[c]} -> {new_schema[c]}"
-            for c in old_schema
-            if c in new_schema and old_schema[c] != new_schema[c]
-        },
-    }
-    common = [c for c in old_schema if new_schema.get(c) == old_schema[c]]
-    key = next(
-        (
-            k
-            for k in KEY_COLUMNS
-            if k in common and recorded[k].is_unique().all() and reproduced[k].is_unique().all()
-        ),
-        None,
-    )
-    old, new = recorded.select(common), reproduced.select(common)
-    on = [key] if key else common
-    only_old = old.join(new, on=on, how="anti", nulls_equal=True)
-    only_new = new.join(old, on=on, how="anti", nulls_equal=True)
-    diff["key"] = key
-    diff["only_in_recorded"] = {"count": only_old.height, "first": _rows(only_old, limit)}
-    diff["only_in_reproduced"] = {"count": only_new.height, "first": _rows(only_new, limit)}
-    if key:
-        both = old.join(new, on=key, how="inner", suffix="__new")
-        value_cols = [c for c in common if c != key]
-        masks = {c: ~pl.col(c).eq_missing(pl.col(f"{c}__new")) for c in value_cols}
-        changed = both.filter(pl.any_horizontal(*masks.values())) if masks else both.clear()
-        first = []
-        for row in changed.head(limit).iter_rows(named=True):
-            first.append(
-                {
-                    key: _plain(row[key]),
-                    "changed": {
-                        c: {"recorded": _plain(row[c]), "reproduced": _plain(row[f"{c}__new"])}
-                        for c in value_cols
-                        if not _same(row[c], row[f"{c}__new"])
-                    },
-                }
-            )
-        diff["changed"] = {"count": changed.height, "first": first}
-        if changed.height:
-            counts = changed.select([m.sum().alias(c) for c, m in masks.items()]).row(0, named=True)
-            diff["changed"]["columns"] = {c: n for c, n in counts.items() if n}
-    if not only_old.height and not only_new.height and not diff.get("changed", {}).get("count"):
-        diff["note"] = (
-            "the same rows in a different order"
-            if old_schema == new_schema
-            else "every row is identical in the columns both versions have"
-        )
-    return diff
-
-
-def _same(a, b) -> bool:
-    return a == b or (a != a and b != b)  # NaN equals NaN here
-
-
-def _plain(value):
-    return value if isinstance(value, int | float | str | bool | type(None)) else str(value)
-
-
-def _rows(frame: pl.DataFrame, limit: int) -> list[dict]:
-    return [{k: _plain(v) for k, v in r.items()} for r in frame.head(limit).iter_rows(named=True)]
-
-
-# -- text ------------------------------------------------------------------------------------
-def as_text(r: Reproduction) -> str:
-    part = f" {r.partition}" if r.partition else ""
-    head = f"{r.asset}{part}"
-    if r.storage_id is not None:
-        head += f" (materialization #{r.storage_id}, run {str(r.run_id)[:8]})"
-    lines = [f"{head}: {r.status.upper()}", f"  {r.reason}"]
-    if r.code_version:
-        lines.append(
-            f"  code version: recorded {r.code_version.get('recorded')}, "
-            f"current {r.code_version.get('current')}"
-        )
-    if r.inputs:
-        old = [i for i in r.inputs if not i["current"]]
-        lines.append(
-            f"  pinned to {len(r.inputs)} recorded input version(s)"
-            + (f", {len(old)} no longer current:" if old else ", all still current")
-        )
-        for i in old[:SHOWN_ROWS]:
-            lines.append(
-                f"    {i['asset']} {i['partition'] or ''} #{i['storage_id']} "
-                f"(run {str(i['run_id'])[:8]})"
-            )
-    if r.model:
-        if r.model.get("artifact"):
-            lines.append(f"  artifact: {r.model['artifact']}")
-        for m in r.model.get("differing_metrics", []):
-            v = r.model["metrics"][m]
-            lines.append(f"  {m}: recorded {v['recorded']}, reproduced {v['reproduced']}")
-    if r.diff:
-        d = r.diff
-        for label, k in (("removed", "columns_removed"), ("added", "columns_added")):
-            if d.get(k):
-                lines.append(f"  columns {label}: {', '.join(d[k])}")
-        for c, t in d.get("columns_retyped", {}).items():
-            lines.append(f"  column {c}: {t}")
-        for side in ("only_in_recorded", "only_in_reproduced"):
-            if d[side]["count"]:
-                lines.append(f"  {d[side]['count']} row(s) {side.replace('_', ' ')}, first:")
-                lines.extend(f"    {json.dumps(row, default=str)}" for row in d[side]["first"])
-        changed = d.get("changed", {})
-        if changed.get("count"):
-            cols = ", ".join(f"{c} ({n})" for c, n in changed.get("columns", {}).items())
-            lines.append(f"  {changed['count']} row(s) changed by {d['key']}; columns: {cols}")
-            for row in changed["first"]:
-                lines.append(f"    {json.dumps(row, default=str)}")
-        if d.get("note"):
-            lines.append(f"  {d['note']}")
-    if r.likely_causes:
-        lines.append("  likely cause: " + "; ".join(r.likely_causes))
-    lines.extend(f"  note: {n}" for n in r.notes)
-    return "\n".join(lines)

@@ -113,10 +113,11 @@ def current_versions(
         if missing != [None]:
             what = f"{name} has no materialization of partition(s) {_ranges(missing)}"
         raise MissingPartitionError(f"{what}: {when_missing}")
-    return [_version(asset_key, by_partition[p]) for p in partitions]
+    return [version_of(asset_key, by_partition[p]) for p in partitions]
 
 
-def _version(asset_key: dg.AssetKey, record: dg.EventLogRecord) -> CurrentVersion:
+def version_of(asset_key: dg.AssetKey, record: dg.EventLogRecord) -> CurrentVersion:
+    """One materialization record as a stored version (current or not)."""
     mat = record.asset_materialization
     return CurrentVersion(
         asset_key=asset_key,

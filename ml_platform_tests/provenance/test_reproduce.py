@@ -22,7 +22,8 @@ import polars as pl
 import pytest
 
 from ml_platform.demo.generator import GeneratorConfig, generate_drops
-from ml_platform.provenance.reproduce import as_text, reproduce
+from ml_platform.provenance.reproduce import reproduce
+from ml_platform.provenance.reproduce_text import as_text
 from ml_platform.storage.object_store import LocalObjectStore
 from ml_platform.storage.retention import apply_retention
 from ml_platform_tests.pipeline.helpers import Platform, run_failure_message
