@@ -218,10 +218,10 @@ def _promote_elsewhere(instance_ref, home, week, reason, mode, ready, go, inside
         if mode == "meet":  # read the history, then wait for the other promotion to read it
             history = real(instance)
             inside.set()
-            done.wait(timeout=5)
+            done.wait(timeout=3)
             return history
         inside.set()  # "late": wait for the other promotion to finish, then read
-        done.wait(timeout=5)
+        done.wait(timeout=3)
         return real(instance)
 
     models_module.champion_history = paced
