@@ -8,7 +8,14 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import date, timedelta
 
 from ml_platform.cli.errors import UsageError, iso_date
-from ml_platform.cli.runs import SELECTIONS, run_job, run_range, submit_backfill, verbose_option
+from ml_platform.cli.runs import (
+    SELECTIONS,
+    run_chunked_backfill,
+    run_job,
+    run_range,
+    submit_backfill,
+    verbose_option,
+)
 
 
 def whole_number(text: str) -> int:
@@ -31,7 +38,9 @@ def add_parsers(commands) -> None:
     demo.set_defaults(handler=run_demo)
 
     backfill = commands.add_parser(
-        "backfill", help="backfill a partition range", parents=[verbose_option()]
+        "backfill",
+        help="backfill a partition range (in chunks, runs side by side in worker processes)",
+        parents=[verbose_option()],
     )
     backfill.add_argument("--from", dest="start", type=iso_date, required=True, help="YYYY-MM-DD")
     backfill.add_argument("--to", dest="end", type=iso_date, required=True, help="YYYY-MM-DD")
@@ -41,6 +50,12 @@ def add_parsers(commands) -> None:
         action="store_true",
         help="file an asset backfill for the daemon (ml-platform dev) instead of running it here",
     )
+    backfill.add_argument(
+        "--workers",
+        type=whole_number,
+        default=None,
+        help="runs at a time (default: the instance's run queue limit, max_concurrent_runs)",
+    )
     backfill.set_defaults(handler=run_backfill)
 
 
@@ -48,12 +63,13 @@ def run_demo(args: argparse.Namespace) -> int:
     """Land demo drops, materialize the first days, and (with enough days) train, promote, predict.
 
     The drops after ``--materialize-days`` are left for the landing sensor to pick up once
-    the platform runs, so a newcomer sees it work.
+    the platform runs, so a newcomer sees it work. The drops end today (the UI's default
+    views show the most recent days) unless ML_PLATFORM_START_DATE names the first day.
     """
     from ml_platform.settings import load_settings
 
+    start = demo_start(args.days)
     settings = load_settings()
-    start = settings.start_date
     if args.days:
         land_demo_drops(settings.landing_root, start, args.days, args.rows_per_day)
     if args.materialize_days <= 0:
@@ -72,6 +88,39 @@ def run_demo(args: argparse.Namespace) -> int:
             "predict_prices", first=(week + timedelta(days=7)).isoformat(), last=end.isoformat()
         )
     )
+
+
+def demo_start(days: int) -> date:
+    """The demo's first day: ML_PLATFORM_START_DATE if set, else ``days`` days ending today.
+
+    Daily partitions begin at the settings' start date, so a local home records the demo's
+    first day (``<home>/start_date``, read by the settings) when it has no earlier one: the
+    partitions then begin where the data begins, and a later demo never removes a partition.
+    """
+    import os
+    import sys
+
+    from ml_platform.settings import START_DATE_FILE, load_settings
+
+    settings = load_settings()
+    if "ML_PLATFORM_START_DATE" in os.environ:
+        return settings.start_date
+    start = date.today() - timedelta(days=max(days, 1) - 1)
+    if start >= settings.start_date and (settings.home / START_DATE_FILE).is_file():
+        return start
+    if settings.deployment != "local":
+        if start < settings.start_date:
+            raise UsageError(
+                f"the demo's first day {start} is before the first daily partition "
+                f"{settings.start_date}: set ML_PLATFORM_START_DATE"
+            )
+        return start
+    if "ml_platform.partitions" in sys.modules:  # built already: a new start would not apply
+        raise UsageError("the demo must record its start date before the partitions are built")
+    settings.home.mkdir(parents=True, exist_ok=True)
+    (settings.home / START_DATE_FILE).write_text(f"{start.isoformat()}\n")
+    print(f"daily partitions start at {start} (recorded in {settings.home / START_DATE_FILE})")
+    return start
 
 
 def land_demo_drops(root, start: date, days: int, rows_per_day: int) -> None:
@@ -135,4 +184,5 @@ def run_backfill(args: argparse.Namespace) -> int:
         raise UsageError(f"--to {end} is before --from {start}")
     if args.submit:
         return submit_backfill(start, end, SELECTIONS[args.select])
-    return run_range(start, end, args.select)
+    # Chunks of the backfill policy's size, the run queue's limit of them at a time.
+    return run_chunked_backfill(start, end, args.select, args.workers or None)
