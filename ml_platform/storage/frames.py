@@ -46,11 +46,20 @@ def split_by_partition(
             f"the output spans partitions {partition_keys[0]}..{partition_keys[-1]} but has no "
             f"partition column {column!r} to split it by (columns: {df.columns})"
         )
-    keyed = df.with_columns(pl.col(column).cast(pl.Utf8).alias("__partition_key"))
-    parts = {
-        key[0]: frame.drop("__partition_key")
-        for key, frame in keyed.partition_by("__partition_key", as_dict=True).items()
-    }
+    runs = df.select(pl.col(column).cast(pl.Utf8).rle()).unnest(column)
+    if runs["value"].is_unique().all():
+        # Each partition's rows are contiguous (outputs sorted by their partition, as all of
+        # ours are): zero-copy slices, so a range's output is never copied to be split.
+        parts, offset = {}, 0
+        for length, key in runs.iter_rows():
+            parts[key] = df.slice(offset, length)
+            offset += length
+    else:
+        keyed = df.with_columns(pl.col(column).cast(pl.Utf8).alias("__partition_key"))
+        parts = {
+            key[0]: frame.drop("__partition_key")
+            for key, frame in keyed.partition_by("__partition_key", as_dict=True).items()
+        }
     unexpected = sorted(set(parts) - set(partition_keys))
     if unexpected:
         raise ValueError(

@@ -108,23 +108,38 @@ def clean_shipments(raw: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
     )
     reasons = pl.concat([reasons, _rule_failures(typed.drop("__row"))])
     bad = reasons.group_by("__row").agg(pl.col("reason").unique().sort().str.join("; "))
-    valid = typed.join(bad, on="__row", how="anti")
-    # The first booking of an id wins; later copies are rejected as duplicates.
-    ordered = valid.sort("booked_at", "_source_uri", "_source_row")
-    first = ordered.unique("shipment_id", keep="first", maintain_order=True)
-    duplicates = ordered.join(first.select("__row"), on="__row", how="anti").with_columns(
-        reason=pl.lit("duplicate shipment_id")
+    # The first booking of an id wins; later copies are rejected as duplicates. Decided on
+    # the few columns it needs, then the wide rows are gathered once, in the final order:
+    # each wide intermediate (filtered, sorted, deduplicated) cost a copy of the whole day.
+    # The source URI is ranked (a drop has a few files) so the sort compares integers.
+    uris = raw["_source_uri"].unique().sort()
+    keys = (
+        typed.lazy()
+        .select(
+            "__row",
+            "shipment_id",
+            "booked_at",
+            pl.col("_source_uri").replace_strict(uris, pl.int_range(uris.len(), eager=True)),
+            "_source_row",
+        )
+        .join(bad.lazy().select("__row"), on="__row", how="anti")
+        .sort("booked_at", "_source_uri", "_source_row")
+        .with_columns(first=pl.col("shipment_id").is_first_distinct())
+        .collect()
     )
-    clean = first.with_columns(lane=pl.format("{}->{}", "origin_city", "destination_city")).select(
-        list(CLEAN_SHIPMENTS.columns)
+    winners = keys.filter(pl.col("first"))
+    duplicates = keys.filter(~pl.col("first")).select(
+        "__row", reason=pl.lit("duplicate shipment_id")
     )
-    rejected = pl.concat(
-        [
-            raw.with_row_index("__row").join(bad, on="__row", how="inner"),
-            raw.with_row_index("__row").join(duplicates.select("__row", "reason"), on="__row"),
-        ]
-    ).sort("__row")
-    return clean.sort("booked_at", "shipment_id"), rejected.drop("__row")
+    order = winners.sort("booked_at", "shipment_id")["__row"]
+    clean = (
+        typed.drop("__row")[order]
+        .with_columns(lane=pl.format("{}->{}", "origin_city", "destination_city"))
+        .select(list(CLEAN_SHIPMENTS.columns))
+    )
+    rejects = pl.concat([bad, duplicates]).sort("__row")
+    rejected = raw[rejects["__row"]].with_columns(rejects["reason"])
+    return clean, rejected
 
 
 def validate_clean(clean: pl.DataFrame) -> pl.DataFrame:
