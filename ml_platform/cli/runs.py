@@ -268,7 +268,13 @@ def plan_chunks(start: date, end: date, selection: str, days: int, window: int) 
     return sorted(runs, key=lambda r: (r.first, r.stage))
 
 
-def run_chunked_backfill(start: date, end: date, selection: str, workers: int | None) -> int:
+def run_chunked_backfill(
+    start: date,
+    end: date,
+    selection: str,
+    workers: int | None,
+    runs_out: list[ChunkRun] | None = None,
+) -> int:
     """The range in chunks of the backfill policy's size, ``workers`` runs at a time.
 
     Every run executes in its own worker process (forked from a server that imported the
@@ -276,6 +282,7 @@ def run_chunked_backfill(start: date, end: date, selection: str, workers: int | 
     its own chunk, and both cores work. Each run is a real run on the instance, atomic on
     its own (see storage/current.py). A failed run fails alone: the runs that do not read
     its days still land, and the summary names it with the command that retries it.
+    ``runs_out`` (tests, benchmarks) receives the runs with their outcomes.
     """
     from multiprocessing.connection import wait
 
@@ -287,6 +294,8 @@ def run_chunked_backfill(start: date, end: date, selection: str, workers: int | 
 
     workers = workers or run_queue_limit()
     runs = plan_chunks(start, end, selection, days, TRAILING_WINDOW_DAYS)
+    if runs_out is not None:
+        runs_out.extend(runs)
     by_index = {r.index: r for r in runs}
     chunks = len({(r.first, r.last) for r in runs})
     print(
@@ -295,6 +304,11 @@ def run_chunked_backfill(start: date, end: date, selection: str, workers: int | 
         flush=True,
     )
     ctx = _worker_context()
+    # Create the instance's storage before runs open it side by side: two processes
+    # initializing a fresh SQLite instance at once both stamp its schema version.
+    init = ctx.Process(target=_open_instance, daemon=True)
+    init.start()
+    init.join()
     tag = {"ml_platform/backfill": f"cli-{uuid.uuid4().hex[:8]}"}
     t0 = time.perf_counter()
     pending = list(runs)
@@ -351,6 +365,15 @@ def _worker_context():
     # This module first: it silences Dagster's preview warnings in the server, as main does.
     ctx.set_forkserver_preload([__name__, "ml_platform.definitions"])
     return ctx
+
+
+def _open_instance() -> None:
+    import dagster as dg
+
+    with dg.DagsterInstance.get() as instance:
+        instance.get_runs(limit=1)
+        instance.get_latest_materialization_event(dg.AssetKey("__none__"))
+        instance.all_instigator_state()
 
 
 def _chunk_worker(conn, job_name: str, first: str, last: str, *, selection, tags, verbose) -> None:
