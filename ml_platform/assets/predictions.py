@@ -130,19 +130,25 @@ def _sample_metadata(inside: bool, window: dict) -> dict:
 
 
 def _distribution(quotes: pl.DataFrame, live: dict) -> dict:
+    """A day's quote figures; the numbers as separate float/int entries the UI plots over
+    days, identifiers as text."""
     prices = quotes["predicted_price_eur"]
+    figures = {
+        "mean": float(prices.mean() or 0),
+        "p10": float(prices.quantile(0.1) or 0),
+        "p50": float(prices.median() or 0),
+        "p90": float(prices.quantile(0.9) or 0),
+    }
     return {
         "rows": dg.MetadataValue.int(quotes.height),
         "model_week": dg.MetadataValue.text(live["model_week"]),
         "model_run_id": dg.MetadataValue.text(live["model_run_id"]),
-        "predicted_price_eur": dg.MetadataValue.json(
-            {
-                "mean": float(prices.mean() or 0),
-                "p10": float(prices.quantile(0.1) or 0),
-                "p50": float(prices.median() or 0),
-                "p90": float(prices.quantile(0.9) or 0),
-            }
-        ),
+        # The whole distribution in one entry (read by code), and each figure as a plot.
+        "predicted_price_eur": dg.MetadataValue.json(figures),
+        **{
+            f"predicted_price_{name}": dg.MetadataValue.float(figures[name])
+            for name in ("p10", "p50", "p90")
+        },
     }
 
 
@@ -206,8 +212,66 @@ def prediction_quality(
         "model_week",
         "in_sample_rows",
     )
+    # Per day, so a range run plots each day at its own value.
+    for row in overall.iter_rows(named=True):
+        day = row["partition_date"]
+        context.add_asset_metadata(
+            _quality_metadata(row, per_lane.filter(pl.col("partition_date") == day)),
+            partition_key=day.isoformat(),
+        )
     yield dg.Output(quality.sort("partition_date", "scope", "lane", nulls_last=False))
     yield from _quality_evaluations(context, overall)
+
+
+QUALITY_FIGURES = ("mae", "mape", "bias", "share_over_20pct")
+# How many lanes the worst-lanes table of a day shows, and the fewest quotes a lane needs
+# to be ranked (a lane with two quotes is noise, not a problem).
+WORST_LANES = 10
+WORST_LANE_MIN_ROWS = 5
+WORST_LANES_SCHEMA = dg.TableSchema(
+    columns=[
+        dg.TableColumn("lane", "string", description="origin-destination-mode lane"),
+        dg.TableColumn("rows", "int", description="quotes compared with the price paid"),
+        dg.TableColumn("mape", "float", description="mean absolute percentage error"),
+        dg.TableColumn("mae", "float", description="mean absolute error, EUR"),
+        dg.TableColumn("bias", "float", description="mean of quote minus price paid, EUR"),
+        dg.TableColumn("share_over_20pct", "float", description="share of quotes > 20 % off"),
+    ]
+)
+
+
+def _quality_metadata(overall: dict, lanes: pl.DataFrame) -> dict:
+    """A day's quality as numbers the UI plots over days, and its worst lanes as a table.
+
+    A day with only in-sample quotes has no figures (nothing to plot), only its counts.
+    """
+    meta = {
+        "rows": dg.MetadataValue.int(overall["rows"]),
+        "in_sample_rows": dg.MetadataValue.int(overall["in_sample_rows"]),
+        "model_week": dg.MetadataValue.text(overall["model_week"] or ""),
+    }
+    if overall["rows"] == 0:
+        return meta
+    meta.update({k: dg.MetadataValue.float(float(overall[k])) for k in QUALITY_FIGURES})
+    worst = (
+        lanes.filter(pl.col("rows") >= WORST_LANE_MIN_ROWS)
+        .sort(["mape", "lane"], descending=[True, False])
+        .head(WORST_LANES)
+    )
+    meta["worst_lanes"] = dg.MetadataValue.table(
+        records=[
+            dg.TableRecord(
+                {
+                    "lane": str(r["lane"]),
+                    "rows": int(r["rows"]),
+                    **{k: round(float(r[k]), 5) for k in QUALITY_FIGURES},
+                }
+            )
+            for r in worst.iter_rows(named=True)
+        ],
+        schema=WORST_LANES_SCHEMA,
+    )
+    return meta
 
 
 def _error_stats(joined: pl.DataFrame, by: list[str]) -> pl.DataFrame:
