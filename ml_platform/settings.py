@@ -8,6 +8,10 @@ from datetime import date
 from pathlib import Path
 
 DEPLOYMENTS = ("local", "prod")
+DEFAULT_START_DATE = date(2026, 1, 1)
+# `ml-platform demo` records its first day here, so a local home's daily partitions begin where
+# its data begins (ML_PLATFORM_START_DATE still overrides it).
+START_DATE_FILE = "start_date"
 
 
 @dataclass(frozen=True)
@@ -41,7 +45,7 @@ def load_settings() -> Settings:
             f"ML_PLATFORM_DEPLOYMENT={deployment!r} is not one of {', '.join(DEPLOYMENTS)}"
         )
     home = Path(os.environ.get("ML_PLATFORM_HOME", Path.cwd() / ".ml_platform")).absolute()
-    start = date.fromisoformat(os.environ.get("ML_PLATFORM_START_DATE", "2026-01-01"))
+    start = _start_date(deployment, home)
     return Settings(
         deployment=deployment,
         home=home,
@@ -49,6 +53,15 @@ def load_settings() -> Settings:
         rows_per_day=_positive_int("ML_PLATFORM_ROWS_PER_DAY", 200_000),
         backfill_rows_per_run=_positive_int("ML_PLATFORM_BACKFILL_ROWS_PER_RUN", 1_000_000),
     )
+
+
+def _start_date(deployment: str, home: Path) -> date:
+    """ML_PLATFORM_START_DATE, else (local) the demo's recorded first day, else 2026-01-01."""
+    text = os.environ.get("ML_PLATFORM_START_DATE")
+    if text is None and deployment == "local":
+        record = home / START_DATE_FILE
+        text = record.read_text().strip() if record.is_file() else None
+    return date.fromisoformat(text) if text else DEFAULT_START_DATE
 
 
 def _positive_int(name: str, default: int) -> int:

@@ -80,8 +80,13 @@ def clean_shipments(context: dg.AssetExecutionContext, raw: pl.DataFrame):
         if empty.height
         else None
     )
+    # Numbers per partition, which the UI plots over partitions: counts as ints, the reject
+    # share as a float (0 for a day with no rows).
     for row in summary.iter_rows(named=True):
         meta = {k: dg.MetadataValue.int(v) for k, v in row.items() if k != "partition"}
+        meta["rejected_share"] = dg.MetadataValue.float(
+            round(row["rows_rejected"] / max(row["rows_in"], 1), 5)
+        )
         context.add_asset_metadata(
             meta, asset_key=CLEAN_SHIPMENTS_KEY, partition_key=row["partition"]
         )
