@@ -414,7 +414,8 @@ def _backfill_summary(start, end, selection, runs, by_index, seconds: float) -> 
         return 0
     lines = [head]
     for run in failed:
-        which = "" if run.stage == 0 else " --select features"
+        which = " --select features" if run.stage else f" --select {selection}"
+        which = "" if which == " --select data" else which
         lines.append(
             f"  failed: {STAGE_NAMES[run.selection]} of {run.scope}; retry it with "
             f"`ml-platform backfill --from {run.first} --to {run.last}{which}`"
