@@ -81,7 +81,7 @@ def run_provenance(args: argparse.Namespace) -> int:
             elif args.command == "impact":
                 if bool(args.file) == bool(args.asset):
                     print(
-                        "impact: give either ASSET [--partition P] or --file URI", file=sys.stderr
+                        "ml-platform impact: give either ASSET [--partition P] or --file URI", file=sys.stderr
                     )
                     return 2
                 value = pc.run_impact(instance, graph, args.asset, args.partition, args.file)
@@ -108,7 +108,7 @@ def run_provenance(args: argparse.Namespace) -> int:
                 value = pc.explain(instance, args.date, verifier)
                 text = pc.as_text(value)
         except LookupError as e:
-            print(f"{args.command}: {e.args[0] if e.args else e}", file=sys.stderr)
+            print(f"ml-platform {args.command}: {e.args[0] if e.args else e}", file=sys.stderr)
             return 1
     print(pc.json.dumps(value, indent=2, default=str) if args.format == "json" else text)
     return 0
