@@ -104,7 +104,8 @@ def _metadata(
         "dagster/row_count": dg.MetadataValue.int(v.rows),
         "dagster/uri": dg.MetadataValue.text(tables.uri(schema, table, v.partition)),
         "ml_platform/run_id": dg.MetadataValue.text(v.run_id),
-        "ml_platform/txid": dg.MetadataValue.int(v.txid),
+        # An identifier (text), not a figure for the UI to plot.
+        "ml_platform/txid": dg.MetadataValue.text(str(v.txid)),
         "ml_platform/sha256": dg.MetadataValue.text(v.sha256),
         "ml_platform/size_bytes": dg.MetadataValue.int(v.size_bytes),
         "ml_platform/content_hash": dg.MetadataValue.text(v.content_hash),

@@ -95,7 +95,7 @@ def test_a_single_run_backfill_writes_its_range_with_per_partition_metadata(pg_e
     }
     version = store(pg_env).versions("clean", "days", ["2026-01-03"])[0]
     assert meta["ml_platform/content_hash"].value == version.content_hash
-    assert meta["ml_platform/txid"].value == version.txid
+    assert meta["ml_platform/txid"].value == str(version.txid)
 
 
 def test_reads_record_exactly_which_rows_a_window_was_made_from(pg_env, instance):
