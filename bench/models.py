@@ -9,7 +9,9 @@ process, with every import done before any clock starts:
    of features 2026-01-12 .. 2026-02-08, whose 28-day lane windows reach back to 2026-01-01;
    2026-02-09, the day after the model's week, is the day scored;
 2. materialize the data half over the whole range in one run (`data_pipeline`);
-3. train week 2026-02-02 through the `train_price_model` job, then promote it
+3. train week 2026-02-02 through the `train_price_model` job in a fresh Python process on
+   the same instance, as the training step's pod runs it (so its peak RSS is the training
+   step's own, not this process's leftovers from the data half), then promote it
    (`promote_champion`);
 4. score the day through the `predict_prices` job (only predictions/price_quotes) versus
    loading the same features partition and calling the champion pipeline's `predict`
@@ -17,7 +19,8 @@ process, with every import done before any clock starts:
    STEP_SUCCESS timer: inputs, compute, output write) is compared, so run start-up is
    excluded; the whole run's wall time is reported too.
 
-Prints per-phase seconds, rows/s and peak RSS, and the step / direct ratio (goal <= 1.2x).
+Prints per-phase seconds, rows/s and peak RSS (training's goal: under 4 GB, the training
+pod reserves 4 GiB), and the step / direct ratio (goal <= 1.2x).
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ WEEK = "2026-02-02"
 PREDICT_DAY = date(2026, 2, 9)
 DAYS = (PREDICT_DAY - START).days + 1
 GOAL = 1.2
+TRAIN_PEAK_GOAL_MB = 4_000
 # Dagster's console logger at DEBUG prints every event; the figures are what matter here.
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
@@ -47,7 +51,10 @@ def main() -> int:
     parser.add_argument(
         "--workdir", help="an empty folder to keep the homes in (default: a temp folder, removed)"
     )
+    parser.add_argument("--train-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.train_only:  # the child process of phase 3, on the parent's homes
+        return _train_only()
 
     if args.workdir:
         Path(args.workdir).mkdir(parents=True)
@@ -117,19 +124,22 @@ def _bench(home: Path, args) -> int:
         )
 
         with _phase("train") as train:
-            result = defs.resolve_job_def("train_price_model").execute_in_process(
-                instance=instance, partition_key=WEEK, run_config=QUIET
-            )
-        assert result.success
+            child = _train_in_fresh_process()
         meta = _latest_metadata(instance, PRICE_MODEL_KEY, WEEK)
         rows_train = meta["rows_train"].value
         fit_seconds = meta["training_seconds"].value
+        peak = child["peak_mb"]
         print(
             f"train week {WEEK}: fit {fit_seconds:.1f}s on {rows_train:,} rows "
             f"({rows_train / fit_seconds:,.0f} rows/s), holdout {meta['rows_holdout'].value:,} "
             f"rows, MAPE {meta['holdout_mape'].value:.4f} (naive baseline "
-            f"{meta['baseline_mape'].value:.4f}); step {_step_seconds(result):.1f}s, "
-            f"run wall {train.seconds:.1f}s, {train.rss()}"
+            f"{meta['baseline_mape'].value:.4f}); step {child['step_seconds']:.1f}s, "
+            f"process wall {train.seconds:.1f}s"
+        )
+        print(
+            f"training peak RSS, fresh process (imports {child['start_mb']:,.0f} MB): "
+            f"{peak:,.0f} MB (goal: < {TRAIN_PEAK_GOAL_MB:,} MB) "
+            f"{'MET' if peak < TRAIN_PEAK_GOAL_MB else 'MISSED'}"
         )
 
         with _phase("promote") as promote:
@@ -190,6 +200,40 @@ def _bench(home: Path, args) -> int:
             f"{'MET' if ratio <= GOAL else 'MISSED'}; run wall / direct = {wall / floor:.2f}x"
         )
     print(f"peak RSS of the whole benchmark process: {max(_phase.peaks):,.0f} MB")
+    return 0
+
+
+def _train_in_fresh_process() -> dict:
+    """Phase 3 in a child process (this script with --train-only); its figures as a dict."""
+    import json
+    import subprocess
+
+    done = subprocess.run(
+        [sys.executable, __file__, "--train-only"], check=True, capture_output=True, text=True
+    )
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _train_only() -> int:
+    """Train WEEK on the instance and homes of the environment; print figures as JSON."""
+    import json
+
+    import dagster as dg
+
+    from ml_platform.definitions import defs
+
+    start_mb = _status_mb("VmRSS")
+    with dg.DagsterInstance.get() as instance:
+        result = defs.resolve_job_def("train_price_model").execute_in_process(
+            instance=instance, partition_key=WEEK, run_config=QUIET
+        )
+    assert result.success
+    figures = {
+        "start_mb": start_mb,
+        "peak_mb": _status_mb("VmHWM"),
+        "step_seconds": _step_seconds(result),
+    }
+    print(json.dumps(figures))
     return 0
 
 

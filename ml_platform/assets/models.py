@@ -76,7 +76,8 @@ def retrain_condition() -> dg.AutomationCondition:
     automation_condition=retrain_condition(),
     op_tags=TRAINING_POD_TAGS,
 )
-def price_model(context: dg.AssetExecutionContext, config: TrainingConfig, features: pl.DataFrame):
+def price_model(context: dg.AssetExecutionContext, config: TrainingConfig, features: pl.LazyFrame):
+    # Lazy: training reads only the columns it uses from the window's stored partitions.
     try:
         result = train_and_evaluate(features, config)
     except TrainingDataError as e:
@@ -162,21 +163,23 @@ def _inside(day: str, span: dict) -> bool:
     return span["first_day"] <= day <= span["last_day"]
 
 
-def _feature_rows(context, features: pl.DataFrame, days: list[str]):
-    """The feature rows of ``days``: from this step's input, else their current version."""
+def _feature_rows(context, features: pl.LazyFrame, days: list[str]):
+    """The feature rows of ``days``, every column (a champion may use others than ours):
+    from this step's input, else their current version."""
     from ml_platform.assets.features import FEATURES_KEY
     from ml_platform.storage.current import current_versions, latest_storage_ids
 
-    have = {d.isoformat() for d in features["partition_date"].unique()}
+    have = set(context.asset_partition_keys_for_input("features"))
     wanted = [d for d in days if d in have]
-    frames = [features.filter(pl.col("partition_date").cast(pl.Utf8).is_in(wanted))]
+    columns = features.collect_schema().names()
+    frames = [features.filter(pl.col("partition_date").cast(pl.Utf8).is_in(wanted)).collect()]
     other = sorted(set(latest_storage_ids(context.instance, FEATURES_KEY, set(days) - have)))
     reads = {}
     if other:
         versions = current_versions(context.instance, FEATURES_KEY, other)
         store = context.resources.lake_io_manager.store()
         frames.append(
-            store.scan_parquet([v.object_key for v in versions]).collect().select(features.columns)
+            store.scan_parquet([v.object_key for v in versions]).collect().select(columns)
         )
         reads = {v.partition: v.storage_id for v in versions}
     return pl.concat(frames), reads
@@ -355,7 +358,8 @@ def champion(context: dg.AssetExecutionContext, config: PromotionConfig):
             metadata={
                 PROMOTION_METADATA: dg.MetadataValue.json(promotion),
                 "model_week": dg.MetadataValue.text(week),
-                "model_storage_id": dg.MetadataValue.int(record.storage_id),
+                # An identifier: text, not a number for the UI to plot.
+                "model_storage_id": dg.MetadataValue.text(str(record.storage_id)),
                 "promoted_by": dg.MetadataValue.text(config.promoted_by),
                 "reason": dg.MetadataValue.text(config.reason),
                 "summary": dg.MetadataValue.md(_promotion_markdown(promotion)),

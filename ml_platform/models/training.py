@@ -77,13 +77,24 @@ def build_pipeline(params: Hyperparameters):
     return Pipeline([("encode", encode), ("model", model)])
 
 
-def split_holdout(features: pl.DataFrame, holdout_days: int) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Train on every day before the last ``holdout_days`` days; hold those out."""
-    last = features["partition_date"].max()
+def split_holdout(
+    features: pl.DataFrame | pl.LazyFrame, holdout_days: int, columns: list[str] | None = None
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Train on every day before the last ``holdout_days`` days; hold those out.
+
+    Only ``columns`` (default: every column) are materialized; from a LazyFrame over the
+    stored partitions, each side reads just its own days and those columns.
+    """
+    lazy = features.lazy()
+    if columns is not None:
+        lazy = lazy.select(columns)
+    last = lazy.select(pl.col("partition_date").max()).collect().item()
+    if last is None:
+        raise TrainingDataError("the training window holds no rows")
     cutoff = last - timedelta(days=holdout_days - 1)
     return (
-        features.filter(pl.col("partition_date") < cutoff),
-        features.filter(pl.col("partition_date") >= cutoff),
+        lazy.filter(pl.col("partition_date") < cutoff).collect(),
+        lazy.filter(pl.col("partition_date") >= cutoff).collect(),
     )
 
 
@@ -99,9 +110,62 @@ def check_training_window(
         raise TrainingDataError("the holdout window holds no rows")
 
 
+def fit_encoder(pipeline, train: pl.DataFrame) -> None:
+    """Fit the pipeline's encoder on each distinct value once, not on every row.
+
+    The OrdinalEncoder's categories are the sorted distinct values whatever their counts,
+    so a frame holding each value of each categorical column once (padded by repetition)
+    gives the same fitted encoder as the whole training frame, without turning millions
+    of strings into Python objects.
+    """
+    distinct = {c: train[c].unique(maintain_order=True) for c in CATEGORICAL}
+    n = max(len(v) for v in distinct.values())
+    sample = pl.DataFrame(
+        [
+            *(pl.concat([v, v.gather([0] * (n - len(v)))]) for v in distinct.values()),
+            *(pl.repeat(0, n, dtype=train.schema[c], eager=True).alias(c) for c in NUMERIC),
+        ]
+    )
+    pipeline.named_steps["encode"].fit(sample.select(FEATURES))
+
+
+def design_matrix(pipeline, frame: pl.DataFrame) -> np.ndarray:
+    """What the pipeline's fitted encoder outputs for ``frame``, computed in polars.
+
+    Categorical codes are the positions in the encoder's categories (an unseen value -1; a
+    missing one -2 if missing values were seen at fit, else -1 like any unseen value), then
+    the numeric columns, all float64 (what the regressor bins anyway), converted to numpy in
+    one allocation. Equal to ``pipeline.named_steps["encode"].transform(frame)`` (tested),
+    without its object arrays and copies.
+    """
+    encoder = pipeline.named_steps["encode"].named_transformers_["categorical"]
+    codes = []
+    for name, categories in zip(CATEGORICAL, encoder.categories_, strict=True):
+        values = categories.tolist()
+        known = [c for c in values if isinstance(c, str)]
+        missing = -2.0 if len(known) < len(values) else -1.0
+        code = pl.col(name).replace_strict(
+            known, [float(values.index(c)) for c in known], default=-1.0, return_dtype=pl.Float64
+        )
+        codes.append(pl.when(pl.col(name).is_null()).then(missing).otherwise(code).alias(name))
+    numeric = [pl.col(c).cast(pl.Float64) for c in NUMERIC]
+    return frame.select(*codes, *numeric).to_numpy()
+
+
 def fit(train: pl.DataFrame, params: Hyperparameters, columns: list[str] | None = None):
+    """The fitted pipeline; the regressor learns from a float64 matrix built in polars.
+
+    Equivalent to ``build_pipeline(params).fit(train.select(FEATURES), y)`` (the same
+    encoder, the same matrix, so the same trees), without the object arrays and the
+    intermediate copies that fitting the whole pipeline on a polars frame makes.
+    """
+    if columns is not None and list(columns) != FEATURES:
+        raise ValueError(f"the price pipeline is built for {FEATURES}, not {columns}")
     pipeline = build_pipeline(params)
-    pipeline.fit(train.select(columns or FEATURES), train[TARGET].to_numpy())
+    fit_encoder(pipeline, train)
+    X = design_matrix(pipeline, train)
+    y = train[TARGET].to_numpy()
+    pipeline.named_steps["model"].fit(X, y)
     return pipeline
 
 
@@ -190,23 +254,45 @@ def day_range(frame: pl.DataFrame) -> dict[str, str]:
     }
 
 
-def train_and_evaluate(features: pl.DataFrame, params: Hyperparameters) -> TrainingResult:
-    train, holdout = split_holdout(features, params.holdout_days)
-    check_training_window(train, holdout, params)
+def training_columns() -> list[str]:
+    """Every column training reads: the day, the model's features, the label."""
+    return ["partition_date", *FEATURES, TARGET]
+
+
+def train_and_evaluate(
+    features: pl.DataFrame | pl.LazyFrame, params: Hyperparameters
+) -> TrainingResult:
+    """Fit on the window's days before the holdout, evaluate on the holdout days.
+
+    Pass a LazyFrame over the stored partitions: only the training columns are read (the
+    ids, timestamps and lane names of millions of rows are not), and the training rows are
+    released once the regressor's matrix is built.
+    """
     columns = list(FEATURES)
-    started = time.perf_counter()
-    pipeline = fit(train, params, columns)
-    seconds = time.perf_counter() - started
+    train, holdout = split_holdout(features, params.holdout_days, training_columns())
+    check_training_window(train, holdout, params)
     actual = holdout[TARGET].to_numpy()
+    baseline = naive_baseline(train, holdout)
+    rows_train, trained_days = train.height, day_range(train)
+    started = time.perf_counter()
+    pipeline = build_pipeline(params)
+    fit_encoder(pipeline, train)
+    X = design_matrix(pipeline, train)
+    y = train[TARGET].to_numpy()
+    del train  # the matrix and the label are all the regressor needs
+    pipeline.named_steps["model"].fit(X, y)
+    seconds = time.perf_counter() - started
+    del X, y
     return TrainingResult(
         pipeline=pipeline,
-        rows_train=train.height,
+        rows_train=rows_train,
         rows_holdout=holdout.height,
+        # Scored through the whole pipeline, exactly as predictions will score it.
         metrics=regression_metrics(actual, pipeline.predict(holdout.select(columns))),
-        baseline_metrics=regression_metrics(actual, naive_baseline(train, holdout)),
+        baseline_metrics=regression_metrics(actual, baseline),
         seconds=seconds,
         holdout=holdout,
         feature_columns=columns,
-        trained_days=day_range(train),
+        trained_days=trained_days,
         holdout_days=day_range(holdout),
     )

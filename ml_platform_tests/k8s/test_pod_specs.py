@@ -164,8 +164,8 @@ def test_training_steps_get_their_own_pod_resources(
     manifest = step_job(run_launcher, executor_container_context, TRAINING_POD_TAGS)
     assert container(manifest)["image"] == IMAGE
     assert container(manifest)["resources"] == {
-        "requests": {"cpu": "2", "memory": "12Gi"},
-        "limits": {"memory": "12Gi"},
+        "requests": {"cpu": "2", "memory": "4Gi"},
+        "limits": {"memory": "4Gi"},
     }
     assert_secret_sourced_env(manifest)
 
@@ -231,4 +231,4 @@ def test_unknown_executor_is_named(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
 def test_pod_tags_are_valid_dagster_k8s_config() -> None:
     """dagster-k8s validates the tag JSON against its own schema when it reads it."""
     config = get_user_defined_k8s_config(TRAINING_POD_TAGS)
-    assert config.container_config["resources"]["requests"] == {"cpu": "2", "memory": "12Gi"}
+    assert config.container_config["resources"]["requests"] == {"cpu": "2", "memory": "4Gi"}
