@@ -8,7 +8,6 @@ that day, the views must hold the original rows; the current views the new ones.
 
 from __future__ import annotations
 
-import argparse
 import io
 import json
 import os
@@ -22,8 +21,8 @@ import duckdb
 import polars as pl
 import pytest
 
-from ml_platform.cli.sql import execute
 from ml_platform.demo.generator import GeneratorConfig, generate_drops
+from ml_platform_tests.analytics.helpers import run_sql
 from ml_platform_tests.pipeline.helpers import Platform, current_version, run_failure_message
 
 pytestmark = pytest.mark.slow
@@ -93,21 +92,7 @@ def lake(tmp_path_factory):
 
 def sql(lake, query=None, **options) -> tuple[int, str, str]:
     """The command in process: (exit code, stdout, stderr)."""
-    args = argparse.Namespace(
-        query=query,
-        as_of=None,
-        partition=None,
-        storage_id=None,
-        format="table",
-        output=None,
-        export=None,
-        max_rows=100,
-    )
-    for name, value in options.items():
-        setattr(args, name, value)
-    out, err = io.StringIO(), io.StringIO()
-    code = execute(args, lake["instance"], lake["defs"], out, err, options.get("stdin"))
-    return code, out.getvalue(), err.getvalue()
+    return run_sql(lake, query, **options)
 
 
 def as_json(lake, query, **options) -> list[dict]:

@@ -10,17 +10,15 @@ naming them, while a features day that did not read them still answers exactly.
 
 from __future__ import annotations
 
-import argparse
-import io
 import json
 from datetime import date
 
 import dagster as dg
 import pytest
 
-from ml_platform.cli.sql import execute
 from ml_platform.demo.generator import GeneratorConfig, generate_drops
 from ml_platform.provenance.lineage import node_from_record, root_record
+from ml_platform_tests.analytics.helpers import run_sql
 from ml_platform_tests.deployments.test_prod_end_to_end import (
     LAKE_BUCKET,
     LANDING_BUCKET,
@@ -93,21 +91,8 @@ def prod(tmp_path_factory, pg_server, gcs_emulator):
 
 
 def sql(prod, query, **options) -> tuple[int, list[dict], str]:
-    args = argparse.Namespace(
-        query=query,
-        as_of=None,
-        partition=None,
-        storage_id=None,
-        format="json",
-        output=None,
-        export=None,
-        max_rows=100,
-    )
-    for name, value in options.items():
-        setattr(args, name, value)
-    out, err = io.StringIO(), io.StringIO()
-    code = execute(args, prod["instance"], prod["defs"], out, err)
-    return code, json.loads(out.getvalue()) if out.getvalue() else [], err.getvalue()
+    code, out, err = run_sql(prod, query, **{"format": "json", **options})
+    return code, json.loads(out) if out else [], err
 
 
 def test_current_views_read_gcs_and_postgres(prod):
