@@ -81,7 +81,8 @@ def run_provenance(args: argparse.Namespace) -> int:
             elif args.command == "impact":
                 if bool(args.file) == bool(args.asset):
                     print(
-                        "ml-platform impact: give either ASSET [--partition P] or --file URI", file=sys.stderr
+                        "ml-platform impact: give either ASSET [--partition P] or --file URI",
+                        file=sys.stderr,
                     )
                     return 2
                 value = pc.run_impact(instance, graph, args.asset, args.partition, args.file)
