@@ -30,12 +30,8 @@ trailing_window = dg.TimeWindowPartitionMapping(
 )
 
 
-def backfill_days_per_run() -> int:
-    """Days of data one backfill run holds: about ``backfill_rows_per_run`` rows."""
-    settings = load_settings()
-    return max(1, settings.backfill_rows_per_run // settings.rows_per_day)
-
-
 # A backfill is split into runs of this many days; the run queue runs them concurrently,
 # and on Kubernetes each is its own pod. A failed chunk is retried alone.
-daily_backfill_policy = dg.BackfillPolicy.multi_run(max_partitions_per_run=backfill_days_per_run())
+daily_backfill_policy = dg.BackfillPolicy.multi_run(
+    max_partitions_per_run=load_settings().backfill_days_per_run
+)

@@ -25,6 +25,11 @@ class Settings:
     backfill_rows_per_run: int = 1_000_000
 
     @property
+    def backfill_days_per_run(self) -> int:
+        """Days of data one backfill run holds: about ``backfill_rows_per_run`` rows."""
+        return max(1, self.backfill_rows_per_run // self.rows_per_day)
+
+    @property
     def landing_root(self) -> Path:
         return Path(os.environ.get("ML_PLATFORM_LANDING_ROOT", self.home / "landing"))
 

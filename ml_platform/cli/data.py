@@ -7,10 +7,10 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date, timedelta
 
+from ml_platform.cli.backfill_chunks import run_chunked_backfill
 from ml_platform.cli.errors import UsageError, iso_date
 from ml_platform.cli.runs import (
     SELECTIONS,
-    run_chunked_backfill,
     run_job,
     run_range,
     submit_backfill,

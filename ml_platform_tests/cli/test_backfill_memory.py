@@ -26,7 +26,7 @@ CHUNK_DAYS = 3
 SCRIPT = """
 import json, sys
 from datetime import date
-from ml_platform.cli.runs import run_chunked_backfill
+from ml_platform.cli.backfill_chunks import run_chunked_backfill
 runs = []
 code = run_chunked_backfill(
     date.fromisoformat(sys.argv[1]), date.fromisoformat(sys.argv[2]), "data", 2, runs

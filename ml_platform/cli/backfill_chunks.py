@@ -1,0 +1,256 @@
+"""Chunked backfills from the CLI: the range in runs of the backfill policy's size, side by side.
+
+Each run executes in a worker process forked from a server that imported the code location
+once, at most the run queue's limit at a time; a chunk's features wait for the raw and clean
+runs of every chunk their trailing window reads.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+import uuid
+import warnings
+from dataclasses import asdict, dataclass, field
+from datetime import date, timedelta
+
+from ml_platform.cli import runs as single_runs
+from ml_platform.cli.errors import one_line
+from ml_platform.settings import load_settings
+
+# A chunked backfill runs each chunk in stages: features read a trailing window of clean
+# days, so a chunk's features wait for the raw+clean runs of every chunk that window touches
+# (and chunks can run side by side: stage runs of different chunks are independent).
+STAGES = {
+    "data": ["group:raw or group:clean", "group:features"],
+    "raw": ["group:raw"],
+    "features": ["group:features"],
+}
+
+# Worker processes import this module first (see _worker_context): as quiet as the CLI.
+warnings.filterwarnings("ignore", message=r".*is currently in (preview|beta)")
+
+
+def run_queue_limit() -> int:
+    """The instance's run queue limit (dagster.yaml's max_concurrent_runs), else 2."""
+    import yaml
+
+    path = os.path.join(os.environ.get("DAGSTER_HOME", ""), "dagster.yaml")
+    try:
+        with open(path) as f:
+            config = yaml.safe_load(f) or {}
+        limit = config["run_coordinator"]["config"]["max_concurrent_runs"]
+        return max(1, int(limit))
+    except (OSError, KeyError, TypeError, ValueError):
+        return 2
+
+
+@dataclass
+class ChunkRun:
+    """One run of a chunked backfill: a stage (asset selection) of a chunk of days."""
+
+    index: int
+    stage: int
+    first: date
+    last: date
+    selection: str
+    needs: set[int] = field(default_factory=set)  # indexes of runs this one reads
+    outcome: dict | None = None
+    blocked_by: int | None = None
+
+    @property
+    def scope(self) -> str:
+        return f"{self.first}..{self.last}" if self.first != self.last else str(self.first)
+
+
+def plan_chunks(start: date, end: date, selection: str, days: int, window: int) -> list[ChunkRun]:
+    """Runs for the range: chunks of ``days`` days, each in its stages (see STAGES)."""
+    chunks = []
+    first = start
+    while first <= end:
+        last = min(end, first + timedelta(days=days - 1))
+        chunks.append((first, last))
+        first = last + timedelta(days=1)
+    runs: list[ChunkRun] = []
+    by_stage: list[list[ChunkRun]] = []
+    for stage, stage_selection in enumerate(STAGES[selection]):
+        row = []
+        for first, last in chunks:
+            run = ChunkRun(len(runs), stage, first, last, stage_selection)
+            if stage:  # reads the earlier stage's days from first - window through last
+                run.needs = {
+                    up.index
+                    for up in by_stage[stage - 1]
+                    if up.last >= first - timedelta(days=window) and up.first <= last
+                }
+            runs.append(run)
+            row.append(run)
+        by_stage.append(row)
+    # Start order: chunk by chunk, a chunk's later stage as soon as it may run.
+    return sorted(runs, key=lambda r: (r.first, r.stage))
+
+
+def run_chunked_backfill(
+    start: date,
+    end: date,
+    selection: str,
+    workers: int | None,
+    runs_out: list[ChunkRun] | None = None,
+) -> int:
+    """The range in chunks of the backfill policy's size, ``workers`` runs at a time.
+
+    Every run executes in its own worker process (forked from a server that imported the
+    code location once), so memory is bounded by one chunk per process, a crash ends only
+    its own chunk, and both cores work. Each run is a real run on the instance, atomic on
+    its own (see storage/current.py). A failed run fails alone: the runs that do not read
+    its days still land, and the summary names it with the command that retries it.
+    ``runs_out`` (tests, benchmarks) receives the runs with their outcomes.
+    """
+    from multiprocessing.connection import wait
+
+    days = load_settings().backfill_days_per_run
+    total_days = (end - start).days + 1
+    if total_days <= days:
+        return single_runs.run_range(start, end, selection)
+    from ml_platform.partitions import TRAILING_WINDOW_DAYS
+
+    workers = workers or run_queue_limit()
+    runs = plan_chunks(start, end, selection, days, TRAILING_WINDOW_DAYS)
+    if runs_out is not None:
+        runs_out.extend(runs)
+    by_index = {r.index: r for r in runs}
+    chunks = len({(r.first, r.last) for r in runs})
+    print(
+        f"backfill {start}..{end} ({selection}): {total_days} days in {chunks} chunks of up "
+        f"to {days} days, {len(runs)} runs, {workers} at a time",
+        flush=True,
+    )
+    ctx = _worker_context()
+    # Create the instance's storage before runs open it side by side: two processes
+    # initializing a fresh SQLite instance at once both stamp its schema version.
+    init = ctx.Process(target=_open_instance, daemon=True)
+    init.start()
+    init.join()
+    tag = {"ml_platform/backfill": f"cli-{uuid.uuid4().hex[:8]}"}
+    t0 = time.perf_counter()
+    pending = list(runs)
+    running: dict = {}  # connection -> (process, run)
+    while pending or running:
+        for run in list(pending):
+            if len(running) >= workers:
+                break
+            failed = [i for i in run.needs if _failed(by_index[i])]
+            if failed:
+                run.blocked_by = failed[0]
+                pending.remove(run)
+                continue
+            if any(by_index[i].outcome is None for i in run.needs):
+                continue
+            pending.remove(run)
+            receive, send = ctx.Pipe(duplex=False)
+            args = (send, single_runs.JOBS[selection], run.first.isoformat(), run.last.isoformat())
+            kwargs = {"selection": run.selection, "tags": tag, "verbose": single_runs.VERBOSE}
+            process = ctx.Process(target=_chunk_worker, args=args, kwargs=kwargs, daemon=True)
+            process.start()
+            send.close()
+            running[receive] = (process, run)
+        if not running:
+            continue
+        for ready in wait(list(running)):
+            process, run = running.pop(ready)
+            try:
+                run.outcome = ready.recv()
+            except EOFError:  # the worker died without a word: killed, out of memory, crashed
+                process.join()
+                run.outcome = {
+                    "success": False,
+                    "lines": [
+                        f"run FAILED: {single_runs.JOBS[selection]}[{single_runs.STAGE_NAMES[run.selection]}] "
+                        f"{run.scope}: its worker process ended with exit code {process.exitcode}"
+                    ],
+                }
+            process.join()
+            ready.close()
+            _report_run(run)
+    return _backfill_summary(start, end, selection, runs, by_index, time.perf_counter() - t0)
+
+
+def _failed(run: ChunkRun) -> bool:
+    return run.outcome is not None and not run.outcome["success"]
+
+
+def _worker_context():
+    """Worker processes forked from a server that imported the code location once."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("forkserver")
+    # This module first: it silences Dagster's preview warnings in the server, as main does.
+    ctx.set_forkserver_preload([__name__, "ml_platform.definitions"])
+    return ctx
+
+
+def _open_instance() -> None:
+    import dagster as dg
+
+    with dg.DagsterInstance.get() as instance:
+        instance.get_runs(limit=1)
+        instance.get_latest_materialization_event(dg.AssetKey("__none__"))
+        instance.all_instigator_state()
+
+
+def _chunk_worker(conn, job_name: str, first: str, last: str, *, selection, tags, verbose) -> None:
+    """In a worker process: execute one run and send back its outcome."""
+    import resource
+
+    single_runs.VERBOSE = verbose
+    try:
+        outcome = single_runs.execute_run(
+            job_name, first=first, last=last, selection=selection, tags=tags
+        )
+        outcome.peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        conn.send(asdict(outcome))
+    except Exception as e:  # noqa: BLE001 - reported as this run's failure
+        conn.send({"success": False, "lines": [f"run FAILED: {first}..{last}: {one_line(e)}"]})
+    finally:
+        conn.close()
+
+
+def _report_run(run: ChunkRun) -> None:
+    outcome = run.outcome
+    if outcome["success"]:
+        print(outcome["lines"][0], flush=True)
+    else:
+        print("\n".join(outcome["lines"]), file=sys.stderr, flush=True)
+
+
+def _backfill_summary(start, end, selection, runs, by_index, seconds: float) -> int:
+    ok = [r for r in runs if r.outcome and r.outcome["success"]]
+    failed = [r for r in runs if _failed(r)]
+    blocked = [r for r in runs if r.blocked_by is not None]
+    status = "succeeded" if not failed and not blocked else "FAILED"
+    head = (
+        f"backfill {status}: {selection} {start}..{end}, {len(ok)}/{len(runs)} runs "
+        f"succeeded in {seconds:.1f}s"
+    )
+    if status == "succeeded":
+        print(head, flush=True)
+        return 0
+    lines = [head]
+    for run in failed:
+        which = " --select features" if run.stage else f" --select {selection}"
+        which = "" if which == " --select data" else which
+        lines.append(
+            f"  failed: {single_runs.STAGE_NAMES[run.selection]} of {run.scope}; retry it with "
+            f"`ml-platform backfill --from {run.first} --to {run.last}{which}`"
+        )
+    if blocked:
+        first, last = min(r.first for r in blocked), max(r.last for r in blocked)
+        lines.append(
+            f"  not run: {', '.join(sorted({single_runs.STAGE_NAMES[r.selection] for r in blocked}))} of "
+            f"{len(blocked)} chunk(s) in {first}..{last}, which read a failed chunk's days; "
+            f"after the retry run `ml-platform backfill --from {first} --to {last} "
+            "--select features`"
+        )
+    print("\n".join(lines), file=sys.stderr, flush=True)
+    return 1
