@@ -67,7 +67,7 @@ def referenced_uris(instance: dg.DagsterInstance, protected: list[dg.AssetKey]) 
     if CHAMPION_KEY in protected:
         promoted = _promoted_models(instance)
         frontier.setdefault(PRICE_MODEL_KEY, set()).update(promoted)
-        for record in _records(instance, PRICE_MODEL_KEY, sorted(promoted)):
+        for record in records_by_storage_id(instance, PRICE_MODEL_KEY, sorted(promoted)):
             uri = record.asset_materialization.metadata.get("dagster/uri")
             if uri is not None:
                 reasons[uri.value] = (
@@ -82,7 +82,7 @@ def referenced_uris(instance: dg.DagsterInstance, protected: list[dg.AssetKey]) 
             if not ids:
                 continue
             seen.update(ids)
-            for record in _records(instance, asset_key, ids):
+            for record in records_by_storage_id(instance, asset_key, ids):
                 mat = record.asset_materialization
                 where = f"{asset_key.to_user_string()}" + (
                     f" {mat.partition}" if mat.partition else ""
@@ -119,15 +119,13 @@ def _current_storage_ids(instance: dg.DagsterInstance, key: dg.AssetKey) -> set[
     return ids
 
 
-def _records(instance: dg.DagsterInstance, key: dg.AssetKey, ids: list[int]):
-    return records_by_storage_id(instance, key, ids)
-
-
 def current_uris(instance: dg.DagsterInstance) -> set[str]:
     """The URI of every partition's current version, of every asset the instance knows."""
     uris: set[str] = set()
     for key in instance.get_asset_keys():
-        for record in _records(instance, key, sorted(_current_storage_ids(instance, key))):
+        for record in records_by_storage_id(
+            instance, key, sorted(_current_storage_ids(instance, key))
+        ):
             uri = record.asset_materialization.metadata.get("dagster/uri")
             if uri is not None:
                 uris.add(uri.value)
