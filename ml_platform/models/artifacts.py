@@ -6,9 +6,6 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
-import skops.io as sio
-from skops.io.exceptions import UntrustedTypesFoundException
-
 # Every type beyond skops' defaults that a fitted price pipeline holds. A pipeline needing
 # anything else is refused at save time, so every stored artifact is loadable with this list.
 TRUSTED_TYPES = [
@@ -34,6 +31,8 @@ class TrainedModel:
 
 
 def dump_model(model: TrainedModel) -> bytes:
+    import skops.io as sio  # 2.6 s of imports (scikit-learn, scipy): only where models are
+
     data = sio.dumps(model.pipeline)
     untrusted = sorted(set(sio.get_untrusted_types(data=data)) - set(TRUSTED_TYPES))
     if untrusted:
@@ -52,6 +51,9 @@ def load_model(data: bytes, expected_sha256: str, source: str) -> Any:
             f"{source}: sha256 mismatch (recorded {expected_sha256}, found {actual}); "
             "the artifact was changed after it was written"
         )
+    import skops.io as sio
+    from skops.io.exceptions import UntrustedTypesFoundException
+
     # skops audits every type against its defaults plus TRUSTED_TYPES before constructing
     # anything, so a separate get_untrusted_types pass up front would only parse the
     # artifact twice (a third of the load, paid by every prediction run); it runs only to
