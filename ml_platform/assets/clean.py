@@ -1,5 +1,7 @@
 """clean/shipments and clean/shipments_rejected: typed, validated, deduplicated rows."""
 
+from datetime import date
+
 import dagster as dg
 import polars as pl
 
@@ -64,9 +66,8 @@ _SHARED = dict(
     check_specs=[CONTRACT_CHECK, ROWS_CHECK],
     pool=WAREHOUSE_POOL,
 )
-def clean_shipments(context: dg.AssetExecutionContext, raw: pl.DataFrame):
-    clean, rejected = clean_rows(raw)
-    rows_in = raw.group_by("partition_date").len("rows_in")
+def clean_shipments(context: dg.AssetExecutionContext, raw: pl.LazyFrame):
+    clean, rejected, rows_in = _clean_by_day(raw, context.partition_keys)
     summary = _partition_summary(context.partition_keys, rows_in, clean, rejected)
     # The checks judge the computed frames before anything is stored (see checks.gated).
     outcomes = [
@@ -105,6 +106,30 @@ def clean_shipments(context: dg.AssetExecutionContext, raw: pl.DataFrame):
         ),
     ]
     yield from gated(context, outcomes, outputs, headline=headline)
+
+
+def _clean_by_day(
+    raw: pl.LazyFrame, partitions: list[str]
+) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """Each day cleaned on its own: (clean, rejected, raw rows per day).
+
+    Per day, not per range: a shipment id is deduplicated within its day's drop, so a day
+    cleans to the same rows alone, in a range, or in any backfill chunk; and only one day's
+    raw rows and their intermediates are in memory at a time, whatever the range's length.
+    """
+    cleaned, rejects, counts = [], [], []
+    for partition in partitions:
+        day = raw.filter(pl.col("partition_date") == date.fromisoformat(partition)).collect()
+        clean, rejected = clean_rows(day)
+        cleaned.append(clean)
+        rejects.append(rejected)
+        counts.append(day.group_by("partition_date").len("rows_in"))
+        del day
+    return (
+        pl.concat(cleaned, rechunk=False),
+        pl.concat(rejects, how="diagonal_relaxed", rechunk=False),
+        pl.concat(counts),
+    )
 
 
 def _partition_summary(

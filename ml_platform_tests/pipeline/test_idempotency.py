@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from datetime import date
+from pathlib import Path
+
+import polars as pl
 
 from ml_platform.demo.generator import GeneratorConfig, generate_drops
 from ml_platform_tests.pipeline.helpers import latest_materialization, run_range
@@ -52,6 +55,7 @@ def test_a_range_run_stores_the_same_content_as_single_partition_runs(
     defs, instance, platform_home
 ):
     generate_drops(platform_home.landing, date(2026, 1, 1), 3, GeneratorConfig(rows_per_day=500))
+    _rebook_on_the_next_day(platform_home.landing / "shipments", "2026-01-01", "2026-01-02")
     assert run_range(defs, instance, "data_pipeline", "2026-01-01", "2026-01-03").success
     ranged = {p: _versions(instance, p) for p in ("2026-01-01", "2026-01-02", "2026-01-03")}
     job = defs.resolve_job_def("data_pipeline")
@@ -63,6 +67,18 @@ def test_a_range_run_stores_the_same_content_as_single_partition_runs(
         assert {a: v[1] for a, v in single.items()} == {
             a: v[1] for a, v in ranged[partition].items()
         }
+
+
+def _rebook_on_the_next_day(drops: Path, day: str, next_day: str) -> None:
+    """A shipment id of ``day`` booked again on ``next_day``, in that day's drop.
+
+    Deduplication and the contracts' unique ids are per day: the next day keeps its row
+    whether it is cleaned alone or in a range (a range-wide dedupe rejected it as a duplicate
+    in the range only, so results depended on where a backfill chunk started).
+    """
+    first = pl.read_parquet(sorted((drops / day).glob("part-*.parquet"))[0]).head(1)
+    again = first.with_columns(booked_at=pl.lit(f"{next_day}T12:00:00").str.to_datetime())
+    again.write_parquet(drops / next_day / "part-009.parquet")
 
 
 def test_a_feature_day_is_identical_whether_built_alone_or_inside_a_range():
