@@ -139,8 +139,10 @@ def _fold(event, tally: RunTally) -> None:
 class RunProgress:
     """A progress bar fed by polling the run's records, from a thread, while the run works."""
 
-    def __init__(self, instance, run_id: str, label: str, expected: Expected, show: bool):
-        self.instance, self.run_id, self.expected = instance, run_id, expected
+    def __init__(self, instance, run_tag: str, label: str, expected: Expected, show: bool):
+        """Follows the run tagged ``ml_platform/cli_run=run_tag`` once it exists."""
+        self.instance, self.run_tag, self.expected = instance, run_tag, expected
+        self.run_id: str | None = None
         self.tally = RunTally()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._watch, daemon=True)
@@ -185,9 +187,20 @@ class RunProgress:
                 partitions=self._partitions_text(),
             )
 
+    def _find_run(self) -> str | None:
+        import dagster as dg
+
+        runs = self.instance.get_run_ids(
+            filters=dg.RunsFilter(tags={"ml_platform/cli_run": self.run_tag}), limit=1
+        )
+        return runs[0] if runs else None
+
     def _watch(self) -> None:
         while not self._stop.wait(POLL_SECONDS):
             try:
+                self.run_id = self.run_id or self._find_run()
+                if self.run_id is None:
+                    continue
                 poll(self.instance, self.run_id, self.tally)
             except Exception:  # the run has not created its event log yet, or a busy db
                 continue
@@ -202,7 +215,9 @@ class RunProgress:
     def __exit__(self, *exc) -> None:
         self._stop.set()
         self._thread.join()
-        poll(self.instance, self.run_id, self.tally)  # the final word, from the instance
+        self.run_id = self.run_id or self._find_run()
+        if self.run_id is not None:
+            poll(self.instance, self.run_id, self.tally)  # the final word, from the instance
         if self._progress is not None:
             self._update()
             self._progress.stop()

@@ -61,6 +61,9 @@ def verbose_option() -> argparse.ArgumentParser:
     return parent
 
 
+# A tag on every run the CLI executes, unique per run (the progress bar finds the run by it).
+CLI_RUN_TAG = "ml_platform/cli_run"
+
 # Set from --verbose by main: show Dagster's event log instead of a progress bar.
 VERBOSE = False
 
@@ -130,22 +133,34 @@ def execute_run(
         keys = sorted(dg.AssetSelection.from_string(selection).resolve(defs.resolve_asset_graph()))
         per_day = {p: len(keys) for p in expected.per_partition}  # all daily assets here
         expected = type(expected)(sum(per_day.values()) or 1, per_day)
-    run_id = str(uuid.uuid4())
+    if partition:
+        partitions_def = job.partitions_def
+        if partitions_def is not None and not partitions_def.has_partition_key(partition):
+            raise CliError(f"{job.name}: no partition {partition!r} (check the date)")
+        all_tags.update(job.get_tags_for_partition_key(partition, keys))
+    # The progress bar finds the run by this tag: execute_job picks the run id itself.
+    all_tags[CLI_RUN_TAG] = str(uuid.uuid4())
     t0 = time.perf_counter()
     with dg.DagsterInstance.get() as instance:
-        with RunProgress(instance, run_id, job.name, expected, show=show) as progress:
+        with RunProgress(
+            instance, all_tags[CLI_RUN_TAG], job.name, expected, show=show
+        ) as progress:
             try:
-                result = job.execute_in_process(
+                # execute_job, not execute_in_process: the latter keeps every step's output in
+                # memory until the run ends (for result.output_for_node), so a raw+clean run
+                # held raw, clean and the rejects at once; here each output is released as
+                # soon as its IO manager stored it and memory peaks at one step's frames.
+                result = dg.execute_job(
+                    dg.build_reconstructable_job(__name__, "job_named", (job_name,)),
                     instance=instance,
-                    partition_key=partition,
-                    tags=all_tags,
                     run_config=run_config,
+                    tags=all_tags,
                     raise_on_error=False,
-                    run_id=run_id,
                     asset_selection=keys,
                 )
             except dg.DagsterError as e:  # refused before it ran: bad partition, bad config
                 raise CliError(f"{job.name} {scope}: {one_line(e)}") from e
+            run_id = progress.run_id = result.run_id
     seconds = time.perf_counter() - t0
     label = f"{job.name}[{STAGE_NAMES.get(selection, selection)}]" if selection else job.name
     lines = summary(
@@ -158,6 +173,13 @@ def execute_run(
         tally=progress.tally,
     )
     return RunOutcome(run_id, result.success, seconds, lines)
+
+
+def job_named(name: str):
+    """The code location's job ``name``: what execute_job reconstructs a CLI run from."""
+    from ml_platform.definitions import defs
+
+    return defs.resolve_job_def(name)
 
 
 def submit_backfill(start: date, end: date, selection: str) -> int:
