@@ -127,15 +127,11 @@ def run_chunked_backfill(
         flush=True,
     )
     ctx = _worker_context()
-    # Create the instance's storage before runs open it side by side: two processes
-    # initializing a fresh SQLite instance at once both stamp its schema version.
-    init = ctx.Process(target=_open_instance, daemon=True)
-    init.start()
-    init.join()
     tag = {"ml_platform/backfill": f"cli-{uuid.uuid4().hex[:8]}"}
     t0 = time.perf_counter()
     pending = list(runs)
     running: dict = {}  # connection -> (process, run)
+    exiting: list = []  # workers that sent their outcome and are ending
     while pending or running:
         for run in list(pending):
             if len(running) >= workers:
@@ -170,9 +166,14 @@ def run_chunked_backfill(
                         f"{run.scope}: its worker process ended with exit code {process.exitcode}"
                     ],
                 }
-            process.join()
+            # Reaped later: a worker's exit (freeing a chunk's memory, interpreter teardown)
+            # takes a moment that must not hold back the next run's start.
+            exiting.append(process)
             ready.close()
             _report_run(run)
+        exiting = [p for p in exiting if p.is_alive()]
+    for process in exiting:
+        process.join()
     return _backfill_summary(start, end, selection, runs, by_index, time.perf_counter() - t0)
 
 
@@ -186,17 +187,8 @@ def _worker_context():
 
     ctx = multiprocessing.get_context("forkserver")
     # This module first: it silences Dagster's preview warnings in the server, as main does.
-    ctx.set_forkserver_preload([__name__, "ml_platform.definitions"])
+    ctx.set_forkserver_preload([__name__, "ml_platform.cli.worker_preload"])
     return ctx
-
-
-def _open_instance() -> None:
-    import dagster as dg
-
-    with dg.DagsterInstance.get() as instance:
-        instance.get_runs(limit=1)
-        instance.get_latest_materialization_event(dg.AssetKey("__none__"))
-        instance.all_instigator_state()
 
 
 def _chunk_worker(conn, job_name: str, first: str, last: str, *, selection, tags, verbose) -> None:
