@@ -27,12 +27,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import dagster as dg
-import pandera.polars as pa
 import polars as pl
 
 from ml_platform.dagster_internals import CheckTarget as Target
+
+if TYPE_CHECKING:
+    import pandera.polars as pa
 
 ALL_PARTITIONS = "*"
 
@@ -190,6 +193,8 @@ def contract_failures(
 
 
 def _validated(schema: pa.DataFrameSchema, df: pl.DataFrame, partition: str) -> dict[str, dict]:
+    import pandera.polars as pa  # imported when a contract is first judged (see schemas)
+
     try:
         schema.validate(df, lazy=True)
     except pa.errors.SchemaErrors as err:

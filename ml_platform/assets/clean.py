@@ -5,12 +5,12 @@ from datetime import date
 import dagster as dg
 import polars as pl
 
+from ml_platform import schemas
 from ml_platform.assets.raw import RAW_SHIPMENTS
 from ml_platform.automation import follows_upstream
 from ml_platform.checks import CheckOutcome, contract_failures, gated
 from ml_platform.execution import WAREHOUSE_POOL
 from ml_platform.partitions import daily_backfill_policy, daily_partitions
-from ml_platform.schemas import CLEAN_SHIPMENTS
 from ml_platform.storage.frames import content_hash
 from ml_platform.transforms.shipments import clean_shipments as clean_rows
 
@@ -71,7 +71,9 @@ def clean_shipments(context: dg.AssetExecutionContext, raw: pl.LazyFrame):
     summary = _partition_summary(context.partition_keys, rows_in, clean, rejected)
     # The checks judge the computed frames before anything is stored (see checks.gated).
     outcomes = [
-        CheckOutcome(CONTRACT_CHECK, contract_failures(CLEAN_SHIPMENTS, clean, "partition_date")),
+        CheckOutcome(
+            CONTRACT_CHECK, contract_failures(schemas.CLEAN_SHIPMENTS, clean, "partition_date")
+        ),
         _row_count_outcome(summary, rejected),
     ]
     empty = summary.filter(pl.col("rows_out") == 0)
@@ -194,6 +196,6 @@ def _table_schema(df: pl.DataFrame) -> dg.TableSchema:
 def _column_lineage() -> dg.TableColumnLineage:
     """Each clean column comes from the raw column of the same name (lane from the cities)."""
     raw_col = lambda c: dg.TableColumnDep(asset_key=RAW_SHIPMENTS, column_name=c)  # noqa: E731
-    deps = {c: [raw_col(c)] for c in CLEAN_SHIPMENTS.columns if c != "lane"}
+    deps = {c: [raw_col(c)] for c in schemas.CLEAN_SHIPMENTS.columns if c != "lane"}
     deps["lane"] = [raw_col("origin_city"), raw_col("destination_city")]
     return dg.TableColumnLineage(deps_by_column=deps)

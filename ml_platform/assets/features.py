@@ -5,6 +5,7 @@ from datetime import date
 import dagster as dg
 import polars as pl
 
+from ml_platform import schemas
 from ml_platform.assets.clean import CLEAN_SHIPMENTS_KEY
 from ml_platform.automation import follows_upstream
 from ml_platform.checks import CheckOutcome, contract_failures, gated
@@ -14,7 +15,6 @@ from ml_platform.partitions import (
     daily_partitions,
     trailing_window,
 )
-from ml_platform.schemas import SHIPMENT_FEATURES
 from ml_platform.storage.frames import content_hash
 from ml_platform.transforms.shipments import shipment_features as build_features
 
@@ -52,7 +52,7 @@ def shipment_features(context: dg.AssetExecutionContext, clean: pl.LazyFrame):
     # The checks judge the computed frame before anything is stored (see checks.gated).
     outcomes = [
         CheckOutcome(
-            CONTRACT_CHECK, contract_failures(SHIPMENT_FEATURES, features, "partition_date")
+            CONTRACT_CHECK, contract_failures(schemas.SHIPMENT_FEATURES, features, "partition_date")
         ),
         _row_count_outcome(clean, features, days),
     ]

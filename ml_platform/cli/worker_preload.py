@@ -1,11 +1,12 @@
 """Imported once by a chunked backfill's fork server, so that every worker forked from it starts warm.
 
 Each chunk run is a fresh worker process; what it would otherwise pay per run is paid here
-once: importing the code location (~3 s) and the instance's storage modules (SQLite or
+once: importing the code location and pandera (~3 s) and the instance's storage modules (SQLite or
 Postgres storage, alembic: ~1.2 s on the first DagsterInstance.get() of a process).
 """
 
 import dagster as dg
+import pandera.polars  # noqa: F401 - the contracts' library, imported on first use elsewhere
 
 import ml_platform.definitions  # noqa: F401 - the code location, imported for the workers
 

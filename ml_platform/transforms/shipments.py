@@ -8,11 +8,10 @@ from __future__ import annotations
 
 from datetime import date
 
-import pandera.polars as pa
 import polars as pl
 
+from ml_platform import schemas
 from ml_platform.landing.reader import REQUIRED_COLUMNS
-from ml_platform.schemas import CLEAN_SHIPMENTS, SHIPMENT_ROW_RULES
 
 TEXT_COLUMNS = [
     "shipment_id",
@@ -75,8 +74,11 @@ def _parse_failures(raw: pl.DataFrame, typed: pl.DataFrame) -> pl.Expr:
 
 def _rule_failures(typed: pl.DataFrame) -> pl.DataFrame:
     """(row index, reason) for every pandera row rule a row breaks."""
+    import pandera.polars as pa
+
+    rules = schemas.SHIPMENT_ROW_RULES
     try:
-        SHIPMENT_ROW_RULES.validate(typed.select(list(SHIPMENT_ROW_RULES.columns)), lazy=True)
+        rules.validate(typed.select(list(rules.columns)), lazy=True)
     except pa.errors.SchemaErrors as err:
         cases = err.failure_cases.filter(pl.col("index").is_not_null())
         return cases.select(
@@ -135,7 +137,7 @@ def clean_shipments(raw: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
     clean = (
         typed.drop("__row")[order]
         .with_columns(lane=pl.format("{}->{}", "origin_city", "destination_city"))
-        .select(list(CLEAN_SHIPMENTS.columns))
+        .select(list(schemas.CLEAN_SHIPMENTS.columns))
     )
     rejects = pl.concat([bad, duplicates]).sort("__row")
     rejected = raw[rejects["__row"]].with_columns(rejects["reason"])
@@ -144,7 +146,7 @@ def clean_shipments(raw: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
 
 def validate_clean(clean: pl.DataFrame) -> pl.DataFrame:
     """The clean table's contract; raises pandera's SchemaErrors listing every failure."""
-    return CLEAN_SHIPMENTS.validate(clean, lazy=True)
+    return schemas.CLEAN_SHIPMENTS.validate(clean, lazy=True)
 
 
 def shipment_features(window: pl.LazyFrame, days: list[date], window_days: int) -> pl.DataFrame:
