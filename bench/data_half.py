@@ -21,6 +21,7 @@ machine makes single runs noisy.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import resource
@@ -231,6 +232,11 @@ def _run_inner(args) -> int:
                     instance=instance, partition_key=day, run_config=quiet
                 )
                 assert result.success, day
+                # A run's objects form reference cycles that hold its frames until the
+                # cyclic collector runs, which counts objects, not bytes: without this,
+                # memory climbs to 3.6 GB over 28 runs. The daemon runs each in a process.
+                del result
+                gc.collect()
     print(json.dumps({"seconds": time.perf_counter() - t0}))
     return 0
 
