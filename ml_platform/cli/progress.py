@@ -209,12 +209,16 @@ class RunProgress:
     def __enter__(self) -> RunProgress:
         if self._progress is not None:
             self._progress.start()
-        self._thread.start()
+            # Polled only to draw the bar: without one (backfill workers, --verbose) the
+            # final poll below is all the summary needs, and the run's event writes do not
+            # share the instance with a reader every quarter second.
+            self._thread.start()
         return self
 
     def __exit__(self, *exc) -> None:
         self._stop.set()
-        self._thread.join()
+        if self._thread.is_alive():
+            self._thread.join()
         self.run_id = self.run_id or self._find_run()
         if self.run_id is not None:
             poll(self.instance, self.run_id, self.tally)  # the final word, from the instance
