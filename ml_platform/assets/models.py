@@ -315,7 +315,7 @@ def champion(context: dg.AssetExecutionContext, config: PromotionConfig):
     instance = context.instance
     # Reading the history and writing its next entry happen under one lock: a concurrent
     # promotion waits, so none is lost and each names the model that was live before it.
-    with promotion_lock(instance, context.run_id, context.log):
+    with promotion_lock(instance, context.run.run_id, context.log):
         history = champion_history(instance)
         current = history[-1] if history else None
         record = _chosen_model(instance, config, history)
