@@ -8,7 +8,11 @@
    one zstd Parquet file per day and table;
 2. chunked: `ml-platform backfill --from --to`, the CLI's chunked path (chunks of the
    backfill policy's size, the run queue limit of them at a time, in worker processes);
-3. per_day: one Dagster run per day, one after the other, in one process.
+3. per_day: one Dagster run per day, one after the other, in one process;
+4. chunked_pg (only when asked for with --variants): the chunked backfill with Dagster's
+   instance on PostgreSQL, as in production (deploy/local-postgres/dagster.yaml, a
+   throwaway server the script starts, a fresh database per measurement), to show what the
+   local SQLite instance's event writes cost.
 
 Each variant runs as its own process tree on a fresh SQLite instance. Reported: wall
 seconds, rows/s, peak memory summed over the tree's processes while they run (RSS, and PSS,
@@ -21,6 +25,7 @@ machine makes single runs noisy.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import json
 import os
@@ -34,7 +39,7 @@ from datetime import date, timedelta
 from pathlib import Path
 
 START = date(2025, 1, 1)  # far enough back that 365 daily partitions exist today
-VARIANTS = ("floor", "chunked", "per_day")
+VARIANTS = ("floor", "chunked", "per_day", "chunked_pg")
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -43,12 +48,27 @@ def main() -> int:
     parser.add_argument("--days", type=int, nargs="+", default=[30, 90])
     parser.add_argument("--rows-per-day", type=int, default=200_000)
     parser.add_argument("--rounds", type=int, default=1)
-    parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS))
+    parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS[:3]))
     parser.add_argument("--variant", choices=["floor", "per_day"])  # internal
     parser.add_argument("--workdir")
     args = parser.parse_args()
     if args.variant:
         return _run_inner(args)
+    with contextlib.ExitStack() as stack:
+        if "chunked_pg" in args.variants:
+            from ml_platform.devtools.postgres_server import postgres_server
+
+            global PG_SERVER
+            PG_SERVER = stack.enter_context(postgres_server())
+        table = _run_all(args)
+    _report(table, args.rows_per_day)
+    return 0
+
+
+PG_SERVER = None  # the throwaway PostgreSQL server of the chunked_pg variant
+
+
+def _run_all(args) -> list:
     table = []
     for days in args.days:
         with tempfile.TemporaryDirectory(prefix="ml_platform_bench_") as tmp:
@@ -66,8 +86,7 @@ def main() -> int:
                         best[variant] = result
                     subprocess.run(["rm", "-rf", str(workdir)], check=True)
             table.append((days, best))
-    _report(table, args.rows_per_day)
-    return 0
+    return table
 
 
 def _land(landing: Path, days: int, rows_per_day: int) -> None:
@@ -91,18 +110,24 @@ def _env(workdir: Path, rows_per_day: int) -> dict:
 
 def _measure(variant: str, workdir: Path, days: int, rows_per_day: int) -> dict:
     last = (START + timedelta(days=days - 1)).isoformat()
-    if variant == "chunked":
+    (workdir / "dagster").mkdir()
+    env = _env(workdir, rows_per_day)
+    if variant == "chunked_pg":
+        database = PG_SERVER.create_database(f"bench_{days}d_{workdir.name.replace('-', '_')}")
+        env.update(database.env("DAGSTER_PG_"))
+        yaml = REPO / "deploy" / "local-postgres" / "dagster.yaml"
+        (workdir / "dagster" / "dagster.yaml").write_text(yaml.read_text())
+    if variant.startswith("chunked"):
         command = [str(REPO / ".venv/bin/ml-platform"), "backfill"]
         command += ["--from", START.isoformat(), "--to", last]
     else:
         command = [sys.executable, __file__, "--variant", variant, "--workdir", str(workdir)]
         command += ["--days", str(days), "--rows-per-day", str(rows_per_day)]
-    (workdir / "dagster").mkdir()
     t0 = time.perf_counter()
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     process = subprocess.Popen(
         command,
-        env=_env(workdir, rows_per_day),
+        env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
