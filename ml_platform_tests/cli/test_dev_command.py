@@ -18,6 +18,15 @@ from ml_platform.devtools.postgres_server import free_port
 BIN = Path(sys.executable).parent / "ml-platform"
 
 
+def sigint_as_from_a_terminal() -> None:
+    """In the child: Ctrl-C handled as a terminal delivers it.
+
+    A suite started in the background (``cmd &`` in a script) passes SIGINT on as ignored,
+    and an ignored disposition survives exec; the commands rightly keep it, so the test resets it.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def descendants(pid: int) -> set[int]:
     """Every live process below ``pid`` (from /proc: children, their children, ...)."""
     children: dict[int, list[int]] = {}
@@ -78,6 +87,7 @@ def test_dev_starts_without_warnings_and_a_signal_stops_every_child(tmp_path, si
         stderr=subprocess.STDOUT,
         text=True,
         start_new_session=True,  # a signal for the command only, not for pytest's group
+        preexec_fn=sigint_as_from_a_terminal,
     )
     output: list[str] = []
     reader = threading.Thread(target=lambda: output.extend(proc.stdout), daemon=True)

@@ -15,6 +15,15 @@ from ml_platform.devtools import postgres_server as helper
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def sigint_as_from_a_terminal() -> None:
+    """In the child: Ctrl-C handled as a terminal delivers it.
+
+    A suite started in the background (``cmd &`` in a script) passes SIGINT on as ignored,
+    and an ignored disposition survives exec; the commands rightly keep it, so the test resets it.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_missing_binaries_fail_with_an_install_hint(monkeypatch, tmp_path):
     monkeypatch.setattr(helper, "BIN_DIRS_GLOB", str(tmp_path / "nothing" / "*"))
     monkeypatch.setenv("PATH", str(tmp_path))
@@ -80,6 +89,7 @@ def test_the_command_stops_the_server_and_removes_its_folder_on_a_signal(sig):
         stdout=subprocess.PIPE,
         text=True,
         start_new_session=True,
+        preexec_fn=sigint_as_from_a_terminal,
     )
     try:
         lines = []
