@@ -18,13 +18,16 @@ from ml_platform.devtools.postgres_server import free_port
 BIN = Path(sys.executable).parent / "ml-platform"
 
 
-def sigint_as_from_a_terminal() -> None:
-    """In the child: Ctrl-C handled as a terminal delivers it.
+def signals_as_from_a_terminal() -> None:
+    """In the child: SIGINT and SIGTERM with their default dispositions.
 
-    A suite started in the background (``cmd &`` in a script) passes SIGINT on as ignored,
-    and an ignored disposition survives exec; the commands rightly keep it, so the test resets it.
+    A suite started in the background (``cmd &`` in a script) runs with SIGINT ignored, and
+    after an in-process Dagster run SIGTERM too (Dagster maps SIGTERM to SIGINT's handler);
+    ignored dispositions survive exec and the commands rightly keep them, so the test resets
+    them as a terminal's Ctrl-C or a supervisor's SIGTERM would find them.
     """
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def descendants(pid: int) -> set[int]:
@@ -87,7 +90,7 @@ def test_dev_starts_without_warnings_and_a_signal_stops_every_child(tmp_path, si
         stderr=subprocess.STDOUT,
         text=True,
         start_new_session=True,  # a signal for the command only, not for pytest's group
-        preexec_fn=sigint_as_from_a_terminal,
+        preexec_fn=signals_as_from_a_terminal,
     )
     output: list[str] = []
     reader = threading.Thread(target=lambda: output.extend(proc.stdout), daemon=True)

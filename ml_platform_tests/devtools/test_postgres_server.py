@@ -15,13 +15,16 @@ from ml_platform.devtools import postgres_server as helper
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def sigint_as_from_a_terminal() -> None:
-    """In the child: Ctrl-C handled as a terminal delivers it.
+def signals_as_from_a_terminal() -> None:
+    """In the child: SIGINT and SIGTERM with their default dispositions.
 
-    A suite started in the background (``cmd &`` in a script) passes SIGINT on as ignored,
-    and an ignored disposition survives exec; the commands rightly keep it, so the test resets it.
+    A suite started in the background (``cmd &`` in a script) runs with SIGINT ignored, and
+    after an in-process Dagster run SIGTERM too (Dagster maps SIGTERM to SIGINT's handler);
+    ignored dispositions survive exec and the commands rightly keep them, so the test resets
+    them as a terminal's Ctrl-C or a supervisor's SIGTERM would find them.
     """
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def test_missing_binaries_fail_with_an_install_hint(monkeypatch, tmp_path):
@@ -89,7 +92,7 @@ def test_the_command_stops_the_server_and_removes_its_folder_on_a_signal(sig):
         stdout=subprocess.PIPE,
         text=True,
         start_new_session=True,
-        preexec_fn=sigint_as_from_a_terminal,
+        preexec_fn=signals_as_from_a_terminal,
     )
     try:
         lines = []
