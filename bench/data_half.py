@@ -55,20 +55,17 @@ def main() -> int:
     if args.variant:
         return _run_inner(args)
     with contextlib.ExitStack() as stack:
+        server = None  # the throwaway PostgreSQL server of the chunked_pg variant
         if "chunked_pg" in args.variants:
             from ml_platform.devtools.postgres_server import postgres_server
 
-            global PG_SERVER
-            PG_SERVER = stack.enter_context(postgres_server())
-        table = _run_all(args)
+            server = stack.enter_context(postgres_server())
+        table = _run_all(args, server)
     _report(table, args.rows_per_day)
     return 0
 
 
-PG_SERVER = None  # the throwaway PostgreSQL server of the chunked_pg variant
-
-
-def _run_all(args) -> list:
+def _run_all(args, server) -> list:
     table = []
     for days in args.days:
         with tempfile.TemporaryDirectory(prefix="ml_platform_bench_") as tmp:
@@ -80,7 +77,7 @@ def _run_all(args) -> list:
                     workdir = Path(tmp) / f"{variant}-{round_}"
                     workdir.mkdir()
                     (workdir / "landing").symlink_to(landing)
-                    result = _measure(variant, workdir, days, args.rows_per_day)
+                    result = _measure(variant, workdir, days, args.rows_per_day, server)
                     print(f"  {days} days, round {round_ + 1}, {variant}: {_fmt(result)}")
                     if variant not in best or result["seconds"] < best[variant]["seconds"]:
                         best[variant] = result
@@ -108,12 +105,12 @@ def _env(workdir: Path, rows_per_day: int) -> dict:
     }
 
 
-def _measure(variant: str, workdir: Path, days: int, rows_per_day: int) -> dict:
+def _measure(variant: str, workdir: Path, days: int, rows_per_day: int, server=None) -> dict:
     last = (START + timedelta(days=days - 1)).isoformat()
     (workdir / "dagster").mkdir()
     env = _env(workdir, rows_per_day)
     if variant == "chunked_pg":
-        database = PG_SERVER.create_database(f"bench_{days}d_{workdir.name.replace('-', '_')}")
+        database = server.create_database(f"bench_{days}d_{workdir.name.replace('-', '_')}")
         env.update(database.env("DAGSTER_PG_"))
         yaml = REPO / "deploy" / "local-postgres" / "dagster.yaml"
         (workdir / "dagster" / "dagster.yaml").write_text(yaml.read_text())

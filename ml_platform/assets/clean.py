@@ -119,18 +119,18 @@ def _clean_by_day(
     cleans to the same rows alone, in a range, or in any backfill chunk; and only one day's
     raw rows and their intermediates are in memory at a time, whatever the range's length.
     """
-    cleaned, rejects, counts = [], [], []
+    cleaned, rejects, heights = [], [], []
     for partition in partitions:
         day = raw.filter(pl.col("partition_date") == date.fromisoformat(partition)).collect()
         clean, rejected = clean_rows(day)
         cleaned.append(clean)
         rejects.append(rejected)
-        counts.append(day.group_by("partition_date").len("rows_in"))
-        del day
+        heights.append(day.height)
+    rows_in = pl.DataFrame({"partition": partitions, "rows_in": heights})
     return (
         pl.concat(cleaned, rechunk=False),
         pl.concat(rejects, how="diagonal_relaxed", rechunk=False),
-        pl.concat(counts),
+        rows_in,
     )
 
 
@@ -140,7 +140,7 @@ def _partition_summary(
     """rows in / out / rejected per partition of the run, zeros included."""
     base = pl.DataFrame({"partition": partitions})
     counts = [
-        rows_in.select(pl.col("partition_date").cast(pl.Utf8).alias("partition"), "rows_in"),
+        rows_in,
         clean.group_by("partition_date").len("rows_out"),
         rejected.group_by("partition_date").len("rows_rejected"),
     ]

@@ -86,6 +86,11 @@ def expected_work(job_name: str, partition: str | None, first: str | None, last:
     return Expected(sum(per_partition.values()) or 1, dict(per_partition))
 
 
+# A tag on every run the CLI executes, unique per run: execute_job picks the run id itself,
+# so the progress bar finds the run by this tag.
+CLI_RUN_TAG = "ml_platform/cli_run"
+
+
 def poll(instance, run_id: str, tally: RunTally) -> RunTally:
     """Fold the run's new event records into the tally."""
     import dagster as dg
@@ -140,7 +145,7 @@ class RunProgress:
     """A progress bar fed by polling the run's records, from a thread, while the run works."""
 
     def __init__(self, instance, run_tag: str, label: str, expected: Expected, show: bool):
-        """Follows the run tagged ``ml_platform/cli_run=run_tag`` once it exists."""
+        """Follows the run tagged ``CLI_RUN_TAG=run_tag`` once it exists."""
         self.instance, self.run_tag, self.expected = instance, run_tag, expected
         self.run_id: str | None = None
         self.tally = RunTally()
@@ -191,7 +196,7 @@ class RunProgress:
         import dagster as dg
 
         runs = self.instance.get_run_ids(
-            filters=dg.RunsFilter(tags={"ml_platform/cli_run": self.run_tag}), limit=1
+            filters=dg.RunsFilter(tags={CLI_RUN_TAG: self.run_tag}), limit=1
         )
         return runs[0] if runs else None
 

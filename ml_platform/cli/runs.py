@@ -61,9 +61,6 @@ def verbose_option() -> argparse.ArgumentParser:
     return parent
 
 
-# A tag on every run the CLI executes, unique per run (the progress bar finds the run by it).
-CLI_RUN_TAG = "ml_platform/cli_run"
-
 # Set from --verbose by main: show Dagster's event log instead of a progress bar.
 VERBOSE = False
 
@@ -115,7 +112,13 @@ def execute_run(
     """One run of the job (or of ``selection``'s assets in it) on the instance, in this process."""
     import dagster as dg
 
-    from ml_platform.cli.progress import QUIET_LOGGERS, RunProgress, expected_work, summary
+    from ml_platform.cli.progress import (
+        CLI_RUN_TAG,
+        QUIET_LOGGERS,
+        RunProgress,
+        expected_work,
+        summary,
+    )
     from ml_platform.definitions import defs
 
     job = defs.resolve_job_def(job_name)
@@ -138,7 +141,6 @@ def execute_run(
         if partitions_def is not None and not partitions_def.has_partition_key(partition):
             raise CliError(f"{job.name}: no partition {partition!r} (check the date)")
         all_tags.update(job.get_tags_for_partition_key(partition, keys))
-    # The progress bar finds the run by this tag: execute_job picks the run id itself.
     all_tags[CLI_RUN_TAG] = str(uuid.uuid4())
     t0 = time.perf_counter()
     with dg.DagsterInstance.get() as instance:

@@ -23,7 +23,12 @@ import pytest
 
 from ml_platform.demo.generator import GeneratorConfig, generate_drops
 from ml_platform_tests.analytics.helpers import run_sql
-from ml_platform_tests.pipeline.helpers import Platform, current_version, run_failure_message
+from ml_platform_tests.pipeline.helpers import (
+    DATA_ASSETS,
+    Platform,
+    current_version,
+    run_failure_message,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -31,12 +36,6 @@ START = date(2026, 1, 1)
 DAYS = 16
 WEEK = "2026-01-05"
 DAY = "2026-01-13"  # quoted, then re-dropped
-DATA = [
-    "raw/shipments",
-    "clean/shipments",
-    "clean/shipments_rejected",
-    "features/shipment_features",
-]
 QUOTES = dg.AssetKey(["predictions", "price_quotes"])
 
 
@@ -62,14 +61,14 @@ def lake(tmp_path_factory):
     with local_platform(home) as (defs, instance):
         generate_drops(home / "landing", START, DAYS, GeneratorConfig(rows_per_day=300))
         p = Platform(defs, instance)
-        ok(p.run(DATA, first=START.isoformat(), last="2026-01-16"))
+        ok(p.run(DATA_ASSETS, first=START.isoformat(), last="2026-01-16"))
         ok(p.train(WEEK, min_training_rows=1_000, max_iter=50))
         ok(p.promote(WEEK, reason="sql test"))
         ok(p.predict(DAY, "2026-01-14"))
         quotes = instance.fetch_materializations(
             dg.AssetRecordsFilter(asset_key=QUOTES, asset_partitions=[DAY]), limit=1
         ).records[0]
-        before = {a: versions_of(instance, a) for a in DATA[:2] + DATA[3:]}
+        before = {a: versions_of(instance, a) for a in DATA_ASSETS[:2] + DATA_ASSETS[3:]}
         # The drop of DAY is re-landed with other rows; its raw, clean and features rebuilt.
         generate_drops(
             home / "landing",
@@ -77,7 +76,7 @@ def lake(tmp_path_factory):
             1,
             GeneratorConfig(rows_per_day=250, seed=99),
         )
-        ok(p.run(DATA, partition=DAY))
+        ok(p.run(DATA_ASSETS, partition=DAY))
         after = {a: versions_of(instance, a) for a in before}
         yield {
             "defs": defs,

@@ -14,16 +14,10 @@ import dagster as dg
 import pytest
 
 from ml_platform.demo.generator import GeneratorConfig, generate_drops
-from ml_platform_tests.pipeline.helpers import Platform
+from ml_platform_tests.pipeline.helpers import DATA_ASSETS, Platform
 
 NOW = datetime(2026, 2, 11, 12, tzinfo=UTC)  # latest complete model week: 2026-02-02
 SMALL_MODEL = {"min_training_rows": 1_000}
-DATA = [
-    "raw/shipments",
-    "clean/shipments",
-    "clean/shipments_rejected",
-    "features/shipment_features",
-]
 
 
 def _requested(defs, instance, cursor):
@@ -42,7 +36,7 @@ def _requested(defs, instance, cursor):
 def trained(defs, instance, platform_home):
     generate_drops(platform_home.landing, date(2026, 1, 1), 42, GeneratorConfig(rows_per_day=1_000))
     p = Platform(defs, instance)
-    assert p.run(DATA, first="2026-01-01", last="2026-02-11").success
+    assert p.run(DATA_ASSETS, first="2026-01-01", last="2026-02-11").success
     assert p.train("2026-02-02", **SMALL_MODEL).success
     assert p.promote().success
     assert p.predict("2026-02-09", "2026-02-10").success
@@ -57,7 +51,7 @@ def test_new_features_are_quoted_and_a_new_champion_rescores_nothing(trained):
     # be new work for automation).
     config = GeneratorConfig(rows_per_day=1_000, seed=99)
     generate_drops(Path(p.defs.resources["landing"].root), date(2026, 2, 10), 1, config)
-    assert p.run(DATA, partition="2026-02-10").success
+    assert p.run(DATA_ASSETS, partition="2026-02-10").success
     requested, cursor = _requested(p.defs, p.instance, cursor)
     # 2026-02-10's quotes follow its new features; 2026-02-11's features read the corrected
     # day too (lane figures), so they are requested and their new quote day with them.

@@ -17,6 +17,7 @@ import pytest
 from ml_platform.assets.predictions import WORST_LANE_MIN_ROWS, WORST_LANES
 from ml_platform.demo.generator import GeneratorConfig, generate_drops
 from ml_platform_tests.pipeline.helpers import (
+    DATA_ASSETS,
     Platform,
     current_frame,
     latest_materialization,
@@ -29,12 +30,6 @@ WEEK = "2026-01-26"  # features 2026-01-05..2026-02-01
 IN_SAMPLE = ["2026-01-31", "2026-02-01"]
 UNSEEN = ["2026-02-02", "2026-02-03"]
 SMALL = {"min_training_rows": 1_000, "max_iter": 50}
-DATA = [
-    "raw/shipments",
-    "clean/shipments",
-    "clean/shipments_rejected",
-    "features/shipment_features",
-]
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +41,7 @@ def plots(tmp_path_factory):
         generate_drops(home / "landing", START, DAYS, GeneratorConfig(rows_per_day=600))
         p = Platform(defs, instance)
         last = (START + timedelta(days=DAYS - 1)).isoformat()
-        data = p.run(DATA, first=START.isoformat(), last=last)
+        data = p.run(DATA_ASSETS, first=START.isoformat(), last=last)
         assert data.success, run_failure_message(data)
         trained = p.train(WEEK, **SMALL)
         assert trained.success, run_failure_message(trained)

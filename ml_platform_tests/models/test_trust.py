@@ -23,7 +23,12 @@ from ml_platform.provenance.champion import (
     champion_history,
     current_champion,
 )
-from ml_platform_tests.pipeline.helpers import Platform, current_frame, run_failure_message
+from ml_platform_tests.pipeline.helpers import (
+    DATA_ASSETS,
+    Platform,
+    current_frame,
+    run_failure_message,
+)
 
 START = date(2026, 1, 1)
 DAYS = 49  # through 2026-02-18
@@ -31,12 +36,6 @@ ROWS = 800
 SMALL = {"min_training_rows": 1_000, "max_iter": 100}
 W_OLD = "2026-01-26"  # features 2026-01-05..2026-02-01, trained through 2026-01-29
 W_NEW = "2026-02-02"  # features 2026-01-12..2026-02-08, trained through 2026-02-05
-DATA = [
-    "raw/shipments",
-    "clean/shipments",
-    "clean/shipments_rejected",
-    "features/shipment_features",
-]
 
 
 def _model(instance: dg.DagsterInstance, week: str) -> dict:
@@ -80,7 +79,7 @@ def trust(tmp_path_factory):
         generate_drops(home / "landing", START, DAYS, GeneratorConfig(rows_per_day=ROWS))
         p = Platform(defs, instance)
         last = (START + timedelta(days=DAYS - 1)).isoformat()
-        data = p.run(DATA, first=START.isoformat(), last=last)
+        data = p.run(DATA_ASSETS, first=START.isoformat(), last=last)
         assert data.success, run_failure_message(data)
         first = p.train(W_NEW, **SMALL)
         assert first.success, run_failure_message(first)
@@ -351,8 +350,8 @@ def test_stale_reasons_flow_through_the_champion_to_the_quotes(trust):
     generate_drops(
         home / "landing", date(2026, 1, 5), 1, GeneratorConfig(rows_per_day=ROWS, seed=99)
     )
-    assert p.run(DATA[:3], partition="2026-01-05").success
-    assert p.run(DATA[3:], partition="2026-01-12").success
+    assert p.run(DATA_ASSETS[:3], partition="2026-01-05").success
+    assert p.run(DATA_ASSETS[3:], partition="2026-01-12").success
     stale = {
         (s.asset, s.partition): s
         for s in stale_partitions(p.instance, p.defs.resolve_asset_graph())

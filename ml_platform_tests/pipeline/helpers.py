@@ -11,6 +11,14 @@ from ml_platform.sensors import landing_zone_sensor
 from ml_platform.storage.current import current_versions
 from ml_platform.storage.parquet_io_manager import version_dict
 
+# The data half's assets, as the tests materialize them.
+DATA_ASSETS = [
+    "raw/shipments",
+    "clean/shipments",
+    "clean/shipments_rejected",
+    "features/shipment_features",
+]
+
 
 class SensorDriver:
     """Evaluates the landing sensor tick after tick, carrying its cursor like the daemon does."""

@@ -8,19 +8,12 @@ from pathlib import Path
 import polars as pl
 
 from ml_platform.demo.generator import GeneratorConfig, generate_drops
-from ml_platform_tests.pipeline.helpers import latest_materialization, run_range
-
-ASSETS = [
-    "raw/shipments",
-    "clean/shipments",
-    "clean/shipments_rejected",
-    "features/shipment_features",
-]
+from ml_platform_tests.pipeline.helpers import DATA_ASSETS, latest_materialization, run_range
 
 
 def _versions(instance, partition: str) -> dict[str, tuple[str, str]]:
     out = {}
-    for asset in ASSETS:
+    for asset in DATA_ASSETS:
         mat = latest_materialization(instance, asset, partition)
         out[asset] = (
             mat.tags["dagster/data_version"],

@@ -21,19 +21,13 @@ from ml_platform.provenance.lineage import backward
 from ml_platform.provenance.staleness import stale_partitions
 from ml_platform.provenance.summary import PROVENANCE_MD_KEY
 from ml_platform.provenance.verify import verifier_for
-from ml_platform_tests.pipeline.helpers import Platform, run_failure_message
+from ml_platform_tests.pipeline.helpers import DATA_ASSETS, Platform, run_failure_message
 
 START = date(2026, 1, 1)
 DAYS = 46  # through 2026-02-15
 RELANDED = "2026-02-05"
 W1, W2 = "2026-02-02", "2026-02-09"
 CONFIG = GeneratorConfig(rows_per_day=1_000, bad_row_share=0.0)
-DATA = [
-    "raw/shipments",
-    "clean/shipments",
-    "clean/shipments_rejected",
-    "features/shipment_features",
-]
 SMALL = {"min_training_rows": 1_000}
 
 PRICES = dg.AssetKey(["predictions", "price_quotes"])
@@ -70,7 +64,7 @@ def history(tmp_path_factory):
         graph = defs.resolve_asset_graph()
         generate_drops(home / "landing", START, DAYS, CONFIG)
         p = Platform(defs, instance)
-        ok(p.run(DATA, first=START.isoformat(), last="2026-02-15"))
+        ok(p.run(DATA_ASSETS, first=START.isoformat(), last="2026-02-15"))
         ok(p.train(W1, **SMALL))
         ok(p.promote())
         ok(p.predict("2026-02-10", "2026-02-12"))
