@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+from pathlib import Path
 
 # Imported only where a model is trained, loaded or stored (2.6 s together here), a query
 # runs, or a contract is judged (pandera imports pandas: 1.1 s).
@@ -17,3 +18,15 @@ def test_definitions_do_not_import_model_or_query_libraries():
         [sys.executable, "-W", "ignore", "-c", code], capture_output=True, text=True, check=True
     )
     assert out.stdout.strip() == "", f"imported at definitions load: {out.stdout.strip()}"
+
+
+def test_the_environment_imports_from_compiled_bytecode():
+    """scripts/_common.sh syncs with --compile-bytecode: no process compiles the stack again."""
+    import importlib.util
+
+    import dagster
+    import polars
+
+    for module in (dagster, polars):
+        cached = importlib.util.cache_from_source(module.__file__)
+        assert Path(cached).exists(), f"{module.__name__} has no compiled bytecode: {cached}"

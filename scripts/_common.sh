@@ -8,4 +8,7 @@ else
   python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
   UV=(python3 -m uv)
 fi
-"${UV[@]}" sync --frozen --quiet
+# --compile-bytecode: every CLI command, worker, code server and test subprocess imports
+# this stack; without cached bytecode (e.g. under PYTHONDONTWRITEBYTECODE) each one compiles
+# it from source again: 2.0 s instead of 0.95 s to import the definitions here.
+"${UV[@]}" sync --frozen --quiet --compile-bytecode
