@@ -1,9 +1,10 @@
 """Every use of Dagster's private modules, in one place.
 
 Dagster has no public API for these (checked against 1.13): filing an asset backfill of an
-explicit set of partitions, as the UI's backfill dialog does, and naming the materialization
-an asset check evaluation is about (an ``AssetCheckEvaluation`` argument whose type is not
-exported). ``ml_platform_tests/test_dagster_internals.py`` exercises each exactly as the
+explicit set of partitions, as the UI's backfill dialog does; naming the materialization an
+asset check evaluation is about (an ``AssetCheckEvaluation`` argument whose type is not
+exported); and the SQLite storage classes the local instance's pooled storage extends
+(ml_platform/instance_storage.py). ``ml_platform_tests/test_dagster_internals.py`` exercises each exactly as the
 platform uses it, so an upgrade that moves or changes one fails there, by name, instead of
 at run time.
 """
@@ -13,6 +14,15 @@ from dagster._core.definitions.asset_checks.asset_check_evaluation import (
 )
 from dagster._core.definitions.assets.graph.asset_graph_subset import AssetGraphSubset
 from dagster._core.execution.backfill import PartitionBackfill
+from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventLogStorage
+from dagster._core.storage.sqlite_storage import DagsterSqliteStorage
 from dagster._core.utils import make_new_backfill_id
 
-__all__ = ["AssetGraphSubset", "CheckTarget", "PartitionBackfill", "make_new_backfill_id"]
+__all__ = [
+    "AssetGraphSubset",
+    "CheckTarget",
+    "DagsterSqliteStorage",
+    "PartitionBackfill",
+    "SqliteEventLogStorage",
+    "make_new_backfill_id",
+]

@@ -1,0 +1,90 @@
+"""The local instance's SQLite storage (ml_platform/instance_storage.py), as dagster.yaml selects it."""
+
+import shutil
+from pathlib import Path
+
+import dagster as dg
+import pytest
+import sqlalchemy as sa
+
+from ml_platform.instance_storage import PooledSqliteEventLogStorage
+
+ROOT = Path(__file__).resolve().parents[2]
+days = dg.DailyPartitionsDefinition(start_date="2026-01-01")
+
+
+@dg.asset(partitions_def=days, backfill_policy=dg.BackfillPolicy.single_run())
+def daily_rows() -> None:
+    """Materializes every partition of its run's range."""
+
+
+@pytest.fixture
+def local_instance(tmp_path, monkeypatch):
+    """An instance from the repository's own dagster.yaml in a fresh DAGSTER_HOME."""
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
+    shutil.copyfile(ROOT / "dagster.yaml", tmp_path / "dagster.yaml")
+    with dg.DagsterInstance.get() as instance:
+        yield instance
+
+
+@pytest.fixture
+def sqlite_connections():
+    """The database file of every SQLite connection any engine opens while the test runs."""
+    opened: list[str] = []
+
+    def count(dbapi_connection, record) -> None:
+        opened.append(Path(dbapi_connection.execute("PRAGMA database_list").fetchone()[2]).name)
+
+    sa.event.listen(sa.Engine, "connect", count)
+    yield opened
+    sa.event.remove(sa.Engine, "connect", count)
+
+
+def _five_day_run(instance: dg.DagsterInstance) -> dg.ExecuteInProcessResult:
+    job = dg.Definitions(assets=[daily_rows]).resolve_implicit_global_asset_job_def()
+    tags = {
+        "dagster/asset_partition_range_start": "2026-01-01",
+        "dagster/asset_partition_range_end": "2026-01-05",
+    }
+    return job.execute_in_process(instance=instance, tags=tags)
+
+
+def test_the_local_instance_stores_events_through_a_few_pooled_connections(
+    local_instance, sqlite_connections
+):
+    result = _five_day_run(local_instance)
+    assert result.success
+    events = local_instance.all_logs(result.run_id)
+    # Dagster's own SQLite event log opens a connection per event (two for asset events).
+    event_log = [name for name in sqlite_connections if name != "runs.db"]
+    assert len(event_log) <= 10 < len(events), sorted(event_log)
+    assert isinstance(local_instance.event_log_storage, PooledSqliteEventLogStorage)
+    materialized = local_instance.get_materialized_partitions(daily_rows.key)
+    assert materialized == {f"2026-01-0{d}" for d in range(1, 6)}
+
+
+def test_wipe_and_dispose_close_the_pooled_connections(local_instance):
+    assert _five_day_run(local_instance).success
+    local_instance.wipe()  # unlinks the run shards the pool had open
+    assert local_instance.get_materialized_partitions(daily_rows.key) == set()
+    result = _five_day_run(local_instance)  # new shards, new connections
+    assert result.success
+    assert len(local_instance.get_materialized_partitions(daily_rows.key)) == 5
+    storage = local_instance.event_log_storage
+    local_instance.dispose()
+    assert storage._engines == {}  # noqa: SLF001
+
+
+def test_long_lived_processes_keep_only_the_recent_shards_open(local_instance):
+    storage = local_instance.event_log_storage
+    for _ in range(3):
+        assert _five_day_run(local_instance).success
+    runs = [r.run_id for r in local_instance.get_runs()]
+    for run_id in runs:
+        assert local_instance.all_logs(run_id)
+    assert len(storage._engines) <= 16  # noqa: SLF001
+
+
+def test_the_suites_instances_use_the_local_storage(instance):
+    """Every test on the ``instance`` fixture runs on the storage users run on."""
+    assert isinstance(instance.event_log_storage, PooledSqliteEventLogStorage)
