@@ -73,11 +73,12 @@ def _schemas() -> dict[str, pa.DataFrameSchema]:
     # Row rules: applied to typed rows before deduplication; each failure rejects its row.
     SHIPMENT_ROW_RULES = pa.DataFrameSchema(_SHIPMENT_COLUMNS, name="shipment_row_rules")
 
-    # The contract of clean/shipments: the row rules, unique ids, lineage columns, nothing else.
+    # The contract of clean/shipments: the row rules, ids unique within a day, lineage columns,
+    # nothing else. Unique per day, not per frame: a frame may hold a range of days, and a
+    # shipment id may come again in a later day's drop.
     CLEAN_SHIPMENTS = pa.DataFrameSchema(
         {
             **_SHIPMENT_COLUMNS,
-            "shipment_id": _text(checks=pa.Check.str_length(1, 64), unique=True),
             "lane": _text(),
             "partition_date": pa.Column(pl.Date, nullable=False),
             "_source_uri": _text(),
@@ -85,12 +86,13 @@ def _schemas() -> dict[str, pa.DataFrameSchema]:
             "_source_row": pa.Column(pl.Int64, pa.Check.ge(1), nullable=False),
         },
         strict=True,
+        unique=["partition_date", "shipment_id"],
         name="clean_shipments",
     )
 
     SHIPMENT_FEATURES = pa.DataFrameSchema(
         {
-            "shipment_id": _text(unique=True),
+            "shipment_id": _text(),
             "partition_date": pa.Column(pl.Date, nullable=False),
             "booked_at": pa.Column(UTC_TIMESTAMP, nullable=False),
             "distance_km": _positive(40_000),
@@ -109,6 +111,7 @@ def _schemas() -> dict[str, pa.DataFrameSchema]:
             "price_eur": _positive(10_000_000),
         },
         strict=True,
+        unique=["partition_date", "shipment_id"],  # as in the clean table
         name="shipment_features",
     )
 

@@ -144,11 +144,6 @@ def clean_shipments(raw: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
     return clean, rejected
 
 
-def validate_clean(clean: pl.DataFrame) -> pl.DataFrame:
-    """The clean table's contract; raises pandera's SchemaErrors listing every failure."""
-    return schemas.CLEAN_SHIPMENTS.validate(clean, lazy=True)
-
-
 def shipment_features(window: pl.LazyFrame, days: list[date], window_days: int) -> pl.DataFrame:
     """Per-shipment features for ``days``; lane aggregates over the ``window_days`` before each day.
 

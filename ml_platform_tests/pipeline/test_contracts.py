@@ -1,0 +1,74 @@
+"""The data contracts judge each partition on its own, whatever the frame holds."""
+
+from datetime import UTC, date, datetime
+
+import polars as pl
+
+from ml_platform import schemas
+from ml_platform.checks import ALL_PARTITIONS, contract_failures
+
+DAY_1, DAY_2 = date(2026, 3, 1), date(2026, 3, 2)
+
+
+def _clean(ids_by_day: dict[date, list[str]]) -> pl.DataFrame:
+    """Valid clean shipments with the given ids per day."""
+    rows = [
+        {
+            "shipment_id": shipment_id,
+            "booked_at": datetime(day.year, day.month, day.day, 12, tzinfo=UTC),
+            "origin_city": "Lyon",
+            "origin_country": "FR",
+            "destination_city": "Turin",
+            "destination_country": "IT",
+            "distance_km": 310.0,
+            "weight_kg": 120.0,
+            "volume_m3": 1.5,
+            "transport_mode": "road",
+            "carrier": "acme",
+            "price_eur": 420.0,
+            "lane": "Lyon->Turin",
+            "partition_date": day,
+            "_source_uri": "file:///landing/x.csv",
+            "_source_sha256": "0" * 64,
+            "_source_row": i + 1,
+        }
+        for day, ids in ids_by_day.items()
+        for i, shipment_id in enumerate(ids)
+    ]
+    frame = pl.DataFrame(rows, schema_overrides={"booked_at": pl.Datetime("us", "UTC")})
+    return frame.select(list(schemas.CLEAN_SHIPMENTS.columns))
+
+
+def _judge(frame: pl.DataFrame) -> dict[str, dict]:
+    return contract_failures(schemas.CLEAN_SHIPMENTS, frame, "partition_date")
+
+
+def test_an_id_may_come_again_on_another_day():
+    assert _judge(_clean({DAY_1: ["a", "b"], DAY_2: ["a", "c"]})) == {}
+
+
+def test_each_failing_row_counts_against_its_own_day_only():
+    frame = _clean({DAY_1: ["a", "b"], DAY_2: ["c", "c"]})  # a duplicate on day 2
+    frame = frame.with_columns(  # and a negative price on day 1
+        price_eur=pl.when(pl.col("shipment_id") == "b").then(-1.0).otherwise("price_eur")
+    )
+    failures = _judge(frame)
+    assert set(failures) == {"2026-03-01", "2026-03-02"}
+    assert "price_eur: greater_than(0)" in failures["2026-03-01"]["problem"]
+    assert "unique" not in failures["2026-03-01"]["problem"]
+    assert "multiple_fields_uniqueness" in failures["2026-03-02"]["problem"]
+    assert "price_eur" not in failures["2026-03-02"]["problem"]
+
+
+def test_a_frame_level_failure_counts_against_every_day():
+    frame = _clean({DAY_1: ["a"], DAY_2: ["b"]}).drop("carrier")
+    failures = _judge(frame)
+    assert set(failures) == {"2026-03-01", "2026-03-02"}
+    for failure in failures.values():
+        assert failure["failures"][0]["failure_case"] == "carrier"
+
+
+def test_an_empty_frame_is_judged_on_its_columns():
+    assert _judge(_clean({DAY_1: ["a"]}).clear()) == {}
+    failures = _judge(_clean({DAY_1: ["a"]}).clear().drop("lane"))
+    assert set(failures) == {ALL_PARTITIONS}
