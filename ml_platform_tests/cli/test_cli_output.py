@@ -159,9 +159,10 @@ def test_a_partition_outside_the_calendar_is_one_line(env):
 
 
 @pytest.mark.slow
-def test_explain_without_a_resolvable_champion_is_one_line(env):
+def test_explain_without_a_resolvable_champion_is_one_line(env, monkeypatch):
     # The champion's record goes (its run deleted): the predictions point at nothing.
     home = Path(env["ML_PLATFORM_HOME"]) / "dagster"
+    monkeypatch.setenv("DAGSTER_HOME", str(home))  # the local storage's base_dir
     with dg.DagsterInstance.from_config(str(home)) as instance:
         for run in instance.get_runs(filters=dg.RunsFilter(job_name="promote_champion")):
             instance.delete_run(run.run_id)

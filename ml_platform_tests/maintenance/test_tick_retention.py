@@ -29,8 +29,9 @@ EXPECTED = {
 }
 
 
-def test_the_local_instance_applies_the_tick_retention(tmp_path):
+def test_the_local_instance_applies_the_tick_retention(tmp_path, monkeypatch):
     shutil.copyfile(ROOT / "dagster.yaml", tmp_path / "dagster.yaml")
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))  # the local storage's base_dir
     with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
         for instigator_type, expected in EXPECTED.items():
             settings = instance.get_tick_retention_settings(instigator_type)
