@@ -7,19 +7,17 @@ partitions is one transaction: DELETE the partitions' rows, COPY the new rows, u
 bookkeeping row of each partition, COMMIT. Readers see the old rows or the new rows, never
 none or half; a writer that dies mid-COPY leaves the old rows (Postgres rolls it back).
 
-Bookkeeping lives in schema ``_ml_platform``: ``tables`` holds each table's polars column
-types (so reads cast back without loss) and partition column; ``partitions`` holds, per
-partition, the run that wrote the current rows, their count, content hash and the writing
-transaction id. Provenance names exactly these rows as (table, partition, run id).
+Bookkeeping lives in schema ``_ml_platform`` (ml_platform/storage/pg_catalog.py): each
+table's column types and partition column, and per partition the run that wrote the current
+rows, their count, content hash and the writing transaction id. Provenance names exactly
+these rows as (table, partition, run id). Connections come from a small per-process pool
+(ml_platform/storage/pg_pool.py).
 """
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import json
-import os
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -29,6 +27,17 @@ from urllib.parse import quote
 import polars as pl
 
 from ml_platform.storage.frames import content_sha256
+from ml_platform.storage.pg_catalog import (
+    META_SCHEMA,
+    TableInfo,
+    bootstrap,
+    create_table,
+    evolve,
+    quote_ident,
+    stored_info,
+    stored_info_or_none,
+)
+from ml_platform.storage.pg_pool import close_idle, pool_for
 from ml_platform.storage.pg_types import (
     PgColumn,
     UnsupportedColumnType,
@@ -37,15 +46,9 @@ from ml_platform.storage.pg_types import (
     to_arrow_for_copy,
 )
 
-META_SCHEMA = "_ml_platform"
 # The column added to partitioned tables whose frames carry no partition column of their own.
 PARTITION_COLUMN = "_ml_partition"
 UNPARTITIONED = "__all__"
-_MAX_IDENTIFIER_BYTES = 63  # longer names are silently truncated by Postgres: refuse them
-
-
-class TableSchemaError(ValueError):
-    """A write that would change or drop a stored column; the table is left untouched."""
 
 
 class MissingPartitionError(LookupError):
@@ -54,18 +57,6 @@ class MissingPartitionError(LookupError):
 
 class VersionReplacedError(LookupError):
     """The rows a provenance record names have since been replaced by another run."""
-
-
-def quote_ident(name: str) -> str:
-    """A Postgres identifier, always double-quoted; refuses names Postgres would alter."""
-    if not name or "\x00" in name:
-        raise ValueError(f"invalid SQL identifier {name!r}: empty or contains NUL")
-    if len(name.encode()) > _MAX_IDENTIFIER_BYTES:
-        raise ValueError(
-            f"SQL identifier {name!r} is longer than {_MAX_IDENTIFIER_BYTES} bytes; "
-            "Postgres would truncate it"
-        )
-    return '"' + name.replace('"', '""') + '"'
 
 
 @dataclass(frozen=True)
@@ -87,25 +78,6 @@ class PgSettings:
     def public_uri(self) -> str:
         """The server and database, without credentials (for metadata and messages)."""
         return f"postgresql://{self.host}:{self.port}/{quote(self.dbname, safe='')}"
-
-
-@dataclass(frozen=True)
-class TableInfo:
-    schema: str
-    table: str
-    columns: list[PgColumn]
-    partition_column: str | None
-
-    @property
-    def name(self) -> str:
-        return f"{self.schema}.{self.table}"
-
-    @property
-    def qualified(self) -> str:
-        return f"{quote_ident(self.schema)}.{quote_ident(self.table)}"
-
-    def column(self, name: str) -> PgColumn:
-        return next(c for c in self.columns if c.name == name)
 
 
 @dataclass(frozen=True)
@@ -131,7 +103,7 @@ class PostgresTables:
     @contextlib.contextmanager
     def connect(self) -> Iterator[Any]:
         """An ADBC connection (autocommit off) from the process's pool, rolled back after use."""
-        pool = _pool_for(self.settings.uri())
+        pool = pool_for(self.settings.uri())
         conn = pool.get()
         healthy = False
         try:
@@ -143,11 +115,7 @@ class PostgresTables:
     @staticmethod
     def close_idle() -> None:
         """Close every pooled connection of this process (tests, shutdown)."""
-        with _pools_lock:
-            pools = list(_pools.values())
-            _pools.clear()
-        for pool in pools:
-            pool.close()
+        close_idle()
 
     def uri(self, schema: str, table: str, partition: str | None) -> str:
         base = f"{self.settings.public_uri()}/{quote(schema, safe='')}.{quote(table, safe='')}"
@@ -244,13 +212,13 @@ class PostgresTables:
             quote_ident(name)
         with conn.cursor() as cur:
             cur.execute("SELECT pg_advisory_xact_lock(hashtextextended('ml_platform.ddl', 0))")
-            _bootstrap(cur)
-            stored = _table_info(cur, schema, table)
+            bootstrap(cur)
+            stored = stored_info(cur, schema, table)
             if stored is None:
                 info = TableInfo(schema, table, columns, partition_column)
-                _create(cur, info)
+                create_table(cur, info)
             else:
-                info = _evolve(cur, stored, columns, partition_column)
+                info = evolve(cur, stored, columns, partition_column)
         conn.commit()
         return info
 
@@ -320,7 +288,7 @@ class PostgresTables:
         """
         with self.connect() as conn, conn.cursor() as cur:
             cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-            info = _table_info_or_none(cur, schema, table)
+            info = stored_info_or_none(cur, schema, table)
             if info is None:
                 raise MissingPartitionError(f"{schema}.{table} has never been stored")
             versions = self._versions(cur, info, partitions)
@@ -390,88 +358,16 @@ class PostgresTables:
 
     def table_info(self, schema: str, table: str) -> TableInfo | None:
         with self.connect() as conn, conn.cursor() as cur:
-            return _table_info_or_none(cur, schema, table)
+            return stored_info_or_none(cur, schema, table)
 
     def versions(
         self, schema: str, table: str, partitions: list[str | None]
     ) -> list[PartitionVersion]:
         with self.connect() as conn, conn.cursor() as cur:
-            info = _table_info_or_none(cur, schema, table)
+            info = stored_info_or_none(cur, schema, table)
             if info is None:
                 raise MissingPartitionError(f"{schema}.{table} has never been stored")
             return self._versions(cur, info, partitions)
-
-
-class _Pool:
-    """A few idle ADBC connections per database and process.
-
-    Opening an ADBC connection costs ~50 ms (authentication plus the driver's type-catalog
-    query), more than a small partition write, so connections are reused; at most
-    ``MAX_IDLE`` stay open per process, and a connection that saw an error is closed.
-    """
-
-    MAX_IDLE = 4
-
-    def __init__(self, uri: str) -> None:
-        self.uri = uri
-        self.pid = os.getpid()
-        self.idle: list[Any] = []
-        self.lock = threading.Lock()
-
-    def get(self) -> Any:
-        import adbc_driver_postgresql.dbapi as adbc
-
-        while True:
-            with self.lock:
-                conn = self.idle.pop() if self.idle else None
-            if conn is None:
-                return adbc.connect(self.uri)
-            try:  # the server may have ended it while idle (restart, pg_terminate_backend)
-                with conn.cursor() as cur:
-                    cur.execute("SELECT 1")
-                    cur.fetchall()
-                conn.rollback()
-                return conn
-            except Exception:  # noqa: BLE001 - a dead connection is replaced, not reported
-                _close_quietly(conn)
-
-    def put(self, conn: Any, healthy: bool) -> None:
-        if healthy:
-            try:
-                conn.rollback()
-            except Exception:  # noqa: BLE001
-                healthy = False
-        with self.lock:
-            if healthy and len(self.idle) < self.MAX_IDLE and os.getpid() == self.pid:
-                self.idle.append(conn)
-                return
-        _close_quietly(conn)
-
-    def close(self) -> None:
-        with self.lock:
-            idle, self.idle = self.idle, []
-        for conn in idle:
-            _close_quietly(conn)
-
-
-_pools: dict[str, _Pool] = {}
-_pools_lock = threading.Lock()
-
-
-def _pool_for(uri: str) -> _Pool:
-    with _pools_lock:
-        pool = _pools.get(uri)
-        if pool is None or pool.pid != os.getpid():  # a forked child must not share sockets
-            pool = _pools[uri] = _Pool(uri)
-        return pool
-
-
-def _close_quietly(conn: Any) -> None:
-    with contextlib.suppress(Exception):
-        conn.close()
-
-
-atexit.register(PostgresTables.close_idle)
 
 
 def _partition_query(select: str, column: str, pg_type: str) -> str:
@@ -507,103 +403,3 @@ def _version(key: str | None, df: pl.DataFrame, run_id: str) -> PartitionVersion
 
 def _with_txid(v: PartitionVersion, txid: int) -> PartitionVersion:
     return PartitionVersion(**{**v.__dict__, "txid": txid})
-
-
-def _bootstrap(cur: Any) -> None:
-    meta = quote_ident(META_SCHEMA)
-    cur.execute(f"CREATE SCHEMA IF NOT EXISTS {meta}")
-    cur.execute(
-        f"""CREATE TABLE IF NOT EXISTS {meta}.tables (
-            schema_name text NOT NULL, table_name text NOT NULL, partition_column text,
-            columns jsonb NOT NULL, created_at timestamptz NOT NULL DEFAULT now(),
-            PRIMARY KEY (schema_name, table_name))"""
-    )
-    cur.execute(
-        f"""CREATE TABLE IF NOT EXISTS {meta}.partitions (
-            schema_name text NOT NULL, table_name text NOT NULL, partition_key text NOT NULL,
-            run_id text NOT NULL, rows bigint NOT NULL, content_hash text NOT NULL,
-            sha256 text NOT NULL, size_bytes bigint NOT NULL, txid bigint NOT NULL,
-            written_at timestamptz NOT NULL,
-            PRIMARY KEY (schema_name, table_name, partition_key))"""
-    )
-
-
-def _table_info_or_none(cur: Any, schema: str, table: str) -> TableInfo | None:
-    cur.execute(f"SELECT to_regclass('{META_SCHEMA}.tables') IS NOT NULL")
-    if not cur.fetchone()[0]:
-        return None
-    return _table_info(cur, schema, table)
-
-
-def _table_info(cur: Any, schema: str, table: str) -> TableInfo | None:
-    cur.execute(
-        f"SELECT columns::text, partition_column FROM {quote_ident(META_SCHEMA)}.tables "  # noqa: S608
-        "WHERE schema_name = $1 AND table_name = $2",
-        (schema, table),
-    )
-    row = cur.fetchone()
-    if row is None:
-        return None
-    columns = [PgColumn(**c) for c in json.loads(row[0])]
-    return TableInfo(schema, table, columns, row[1])
-
-
-def _create(cur: Any, info: TableInfo) -> None:
-    cols = ", ".join(f"{quote_ident(c.name)} {c.pg_type}" for c in info.columns)
-    cur.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(info.schema)}")
-    cur.execute(f"CREATE TABLE {info.qualified} ({cols})")
-    if info.partition_column is not None:
-        # BRIN: partitions arrive as contiguous blocks of rows, so a tiny BRIN index finds a
-        # partition's blocks while costing the bulk load next to nothing (a btree over the
-        # same column halves COPY throughput).
-        cur.execute(
-            f"CREATE INDEX ON {info.qualified} USING brin ({quote_ident(info.partition_column)})"
-        )
-    _save_info(cur, info)
-
-
-def _evolve(
-    cur: Any, stored: TableInfo, columns: list[PgColumn], partition_column: str | None
-) -> TableInfo:
-    if stored.partition_column != partition_column:
-        raise TableSchemaError(
-            f"{stored.name}: stored with partition column {stored.partition_column!r}, "
-            f"written now with {partition_column!r}"
-        )
-    new = {c.name: c for c in columns}
-    removed = [c.name for c in stored.columns if c.name not in new]
-    if removed:
-        raise TableSchemaError(
-            f"{stored.name}: column(s) {removed} are stored but missing from the output; "
-            "dropping a column needs an explicit migration, the table was left untouched"
-        )
-    for old in stored.columns:
-        if new[old.name].dtype != old.dtype:
-            raise TableSchemaError(
-                f"{stored.name}: column {old.name!r} changed type from {old.dtype} to "
-                f"{new[old.name].dtype}; the table was left untouched"
-            )
-    known = {c.name for c in stored.columns}
-    added = [c for c in columns if c.name not in known]
-    if not added:
-        return stored
-    for c in added:
-        cur.execute(f"ALTER TABLE {stored.qualified} ADD COLUMN {quote_ident(c.name)} {c.pg_type}")
-    info = TableInfo(stored.schema, stored.table, [*stored.columns, *added], partition_column)
-    _save_info(cur, info)
-    return info
-
-
-def _save_info(cur: Any, info: TableInfo) -> None:
-    cur.execute(
-        f"""INSERT INTO {quote_ident(META_SCHEMA)}.tables (schema_name, table_name,
-                partition_column, columns)
-            VALUES ($1, $2, $3, $4::jsonb)
-            ON CONFLICT (schema_name, table_name) DO UPDATE SET columns = excluded.columns""",  # noqa: S608
-        (
-            info.schema,
-            info.table,
-            info.partition_column,
-            json.dumps([c.as_dict() for c in info.columns]),
-        ),
-    )

@@ -16,11 +16,11 @@ import psycopg
 import pytest
 from polars.testing import assert_frame_equal
 
+from ml_platform.storage.pg_catalog import TableSchemaError
 from ml_platform.storage.pg_types import UnsupportedColumnType
 from ml_platform.storage.postgres_tables import (
     MissingPartitionError,
     PostgresTables,
-    TableSchemaError,
     VersionReplacedError,
 )
 
