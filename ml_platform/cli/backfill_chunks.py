@@ -87,8 +87,11 @@ def plan_chunks(start: date, end: date, selection: str, days: int, window: int) 
             runs.append(run)
             row.append(run)
         by_stage.append(row)
-    # Start order: chunk by chunk, a chunk's later stage as soon as it may run.
-    return sorted(runs, key=lambda r: (r.first, r.stage))
+    # Start order: every chunk's first stage, then the later stages, each in date order. The
+    # last chunk's features need the last chunk's raw+clean, so those runs are on the longest
+    # path: started last (chunk by chunk), they left one worker idle at the end while the
+    # other ran the final features alone (a 30-day backfill: 28.1 s, 24.1 s in this order).
+    return sorted(runs, key=lambda r: (r.stage, r.first))
 
 
 def run_chunked_backfill(
@@ -133,17 +136,7 @@ def run_chunked_backfill(
     running: dict = {}  # connection -> (process, run)
     exiting: list = []  # workers that sent their outcome and are ending
     while pending or running:
-        for run in list(pending):
-            if len(running) >= workers:
-                break
-            failed = [i for i in run.needs if _failed(by_index[i])]
-            if failed:
-                run.blocked_by = failed[0]
-                pending.remove(run)
-                continue
-            if any(by_index[i].outcome is None for i in run.needs):
-                continue
-            pending.remove(run)
+        while len(running) < workers and (run := next_runnable(pending, by_index)):
             receive, send = ctx.Pipe(duplex=False)
             args = (send, single_runs.JOBS[selection], run.first.isoformat(), run.last.isoformat())
             kwargs = {"selection": run.selection, "tags": tag, "verbose": single_runs.VERBOSE}
@@ -175,6 +168,23 @@ def run_chunked_backfill(
     for process in exiting:
         process.join()
     return _backfill_summary(start, end, selection, runs, by_index, time.perf_counter() - t0)
+
+
+def next_runnable(pending: list[ChunkRun], by_index: dict[int, ChunkRun]) -> ChunkRun | None:
+    """Takes the first pending run, in start order, whose inputs all succeeded.
+
+    Runs reading a failed run's days are dropped from ``pending`` as blocked on it.
+    """
+    for run in list(pending):
+        failed = [i for i in run.needs if _failed(by_index[i])]
+        if failed:
+            run.blocked_by = failed[0]
+            pending.remove(run)
+            continue
+        if all(by_index[i].outcome is not None for i in run.needs):
+            pending.remove(run)
+            return run
+    return None
 
 
 def _failed(run: ChunkRun) -> bool:
