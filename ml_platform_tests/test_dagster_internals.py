@@ -48,3 +48,18 @@ def test_a_check_evaluation_names_its_target_materialization(instance):
         target_materialization_data=CheckTarget(storage_id=7, run_id="r", timestamp=1.0),
     )
     assert evaluation.target_materialization_data.storage_id == 7
+
+
+def test_the_sqlite_storage_internals_the_pooled_storage_overrides(tmp_path):
+    """ml_platform/instance_storage.py replaces _connect and the event log it builds."""
+    from ml_platform.dagster_internals import DagsterSqliteStorage, SqliteEventLogStorage
+
+    storage = DagsterSqliteStorage(str(tmp_path))
+    events = storage._event_log_storage  # noqa: SLF001
+    assert isinstance(events, SqliteEventLogStorage)
+    for name in ("_connect", "_initdb", "conn_string_for_shard", "_base_dir"):
+        assert hasattr(events, name), name
+    assert isinstance(events._initialized_dbs, set)  # noqa: SLF001
+    assert hasattr(events._db_lock, "acquire")  # noqa: SLF001
+    with events._connect("index") as conn:  # noqa: SLF001 - a transaction, as overridden
+        assert conn.in_transaction()
