@@ -2,8 +2,9 @@
 
 Each day becomes ``{landing_root}/shipments/{YYYY-MM-DD}/`` holding ``part-{i:03d}.csv`` /
 ``part-{i:03d}.parquet`` files and, written last, a ``_SUCCESS`` JSON manifest. Prices follow a
-known formula (see :func:`expected_price`) so models trained on the data can be checked against
-the truth, and options inject a GB demand shock and corrupt rows for cleaning steps to catch.
+known formula (``expected_price`` in ml_platform/demo/prices.py) so models trained on the data
+can be checked against the truth, and options inject a GB demand shock and corrupt rows for
+cleaning steps to catch. Cities and lanes: ml_platform/demo/geography.py.
 """
 
 from __future__ import annotations
@@ -12,26 +13,32 @@ import argparse
 import hashlib
 import io
 import json
-import math
 import os
 import sys
 import time
-from collections.abc import Collection, Mapping
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date, timedelta
-from functools import lru_cache
 from pathlib import Path
-from typing import NamedTuple
 
 import numpy as np
 import polars as pl
+
+from ml_platform.demo.geography import CITIES
+from ml_platform.demo.geography import lanes as demo_lanes
+from ml_platform.demo.prices import (
+    DEFAULT_SHOCK_FACTOR,
+    DEFAULT_SHOCK_LANES,
+    MODES,
+    NOISE_SIGMA,
+    price_expr,
+)
 
 DATASET = "shipments"
 MARKER_NAME = "_SUCCESS"
 CSV_DATETIME_FORMAT = "%Y-%m-%dT%H:%M:%S%.6fZ"
 
-MODES: tuple[str, ...] = ("road", "rail", "sea", "air")
 REQUIRED_COLUMNS: tuple[str, ...] = ("shipment_id", "price_eur", "weight_kg", "transport_mode")
 BAD_ROW_KINDS: tuple[str, ...] = ("null", "negative_weight", "unknown_mode", "duplicate_id")
 UNKNOWN_MODES: tuple[str, ...] = ("hovercraft", "zeppelin", "pneumatic_tube")
@@ -54,85 +61,6 @@ SCHEMA = pl.Schema(
 )
 
 
-class City(NamedTuple):
-    name: str
-    country: str
-    lat: float
-    lon: float
-    # Cities in the same region are connected by land (road/rail); others need sea or air.
-    region: str
-    # Relative freight volume; drives which lanes are popular.
-    hub: float
-
-
-CITIES: tuple[City, ...] = (
-    City("London", "GB", 51.5074, -0.1278, "EU", 1.0),
-    City("Manchester", "GB", 53.4808, -2.2426, "EU", 0.5),
-    City("Birmingham", "GB", 52.4862, -1.8904, "EU", 0.45),
-    City("Dublin", "IE", 53.3498, -6.2603, "EU", 0.35),
-    City("Rotterdam", "NL", 51.9244, 4.4777, "EU", 1.0),
-    City("Amsterdam", "NL", 52.3676, 4.9041, "EU", 0.6),
-    City("Antwerp", "BE", 51.2194, 4.4025, "EU", 0.8),
-    City("Brussels", "BE", 50.8503, 4.3517, "EU", 0.45),
-    City("Hamburg", "DE", 53.5511, 9.9937, "EU", 0.9),
-    City("Berlin", "DE", 52.5200, 13.4050, "EU", 0.6),
-    City("Munich", "DE", 48.1351, 11.5820, "EU", 0.6),
-    City("Frankfurt", "DE", 50.1109, 8.6821, "EU", 0.7),
-    City("Duisburg", "DE", 51.4344, 6.7623, "EU", 0.6),
-    City("Paris", "FR", 48.8566, 2.3522, "EU", 0.9),
-    City("Lyon", "FR", 45.7640, 4.8357, "EU", 0.5),
-    City("Marseille", "FR", 43.2965, 5.3698, "EU", 0.5),
-    City("Milan", "IT", 45.4642, 9.1900, "EU", 0.7),
-    City("Genoa", "IT", 44.4056, 8.9463, "EU", 0.4),
-    City("Madrid", "ES", 40.4168, -3.7038, "EU", 0.6),
-    City("Barcelona", "ES", 41.3874, 2.1686, "EU", 0.6),
-    City("Valencia", "ES", 39.4699, -0.3763, "EU", 0.4),
-    City("Lisbon", "PT", 38.7223, -9.1393, "EU", 0.35),
-    City("Warsaw", "PL", 52.2297, 21.0122, "EU", 0.6),
-    City("Prague", "CZ", 50.0755, 14.4378, "EU", 0.45),
-    City("Vienna", "AT", 48.2082, 16.3738, "EU", 0.5),
-    City("Budapest", "HU", 47.4979, 19.0402, "EU", 0.4),
-    City("Zurich", "CH", 47.3769, 8.5417, "EU", 0.4),
-    City("Copenhagen", "DK", 55.6761, 12.5683, "EU", 0.4),
-    City("Gothenburg", "SE", 57.7089, 11.9746, "EU", 0.4),
-    City("Stockholm", "SE", 59.3293, 18.0686, "EU", 0.4),
-    City("Bucharest", "RO", 44.4268, 26.1025, "EU", 0.3),
-    City("Istanbul", "TR", 41.0082, 28.9784, "EU", 0.5),
-    City("Shanghai", "CN", 31.2304, 121.4737, "CN", 0.9),
-    City("Shenzhen", "CN", 22.5431, 114.0579, "CN", 0.7),
-    City("Singapore", "SG", 1.3521, 103.8198, "SG", 0.6),
-    City("Tokyo", "JP", 35.6762, 139.6503, "JP", 0.5),
-    City("Mumbai", "IN", 19.0760, 72.8777, "IN", 0.4),
-    City("Dubai", "AE", 25.2048, 55.2708, "AE", 0.5),
-    City("New York", "US", 40.7128, -74.0060, "NA", 0.8),
-    City("Chicago", "US", 41.8781, -87.6298, "NA", 0.4),
-    City("Los Angeles", "US", 34.0522, -118.2437, "NA", 0.5),
-    City("São Paulo", "BR", -23.5505, -46.6333, "SA", 0.4),
-)
-
-# Price model. Rates are EUR per km per chargeable tonne^TONNAGE_EXPONENT.
-FIXED_FEE_EUR: Mapping[str, float] = {"road": 45.0, "rail": 120.0, "sea": 250.0, "air": 80.0}
-RATE_EUR: Mapping[str, float] = {"road": 0.11, "rail": 0.06, "sea": 0.012, "air": 0.65}
-# kg charged per m3: bulky light goods pay by volume, most of all by air.
-VOLUMETRIC_KG_PER_M3: Mapping[str, float] = {
-    "road": 333.0,
-    "rail": 333.0,
-    "sea": 1000.0,
-    "air": 167.0,
-}
-TONNAGE_EXPONENT = 0.85
-# Monday..Sunday; carriers are busiest mid-week.
-WEEKDAY_FACTOR: tuple[float, ...] = (0.99, 1.03, 1.05, 1.04, 1.0, 0.95, 0.94)
-SEASON_AMPLITUDE = 0.08
-SEASON_PEAK_DOY = 273  # the wave peaks around 1 October (pre-Christmas stock build-up)
-DECEMBER_PEAK = 0.12
-DECEMBER_PEAK_DOY = 349
-DECEMBER_PEAK_WIDTH_DAYS = 8.0
-NOISE_SIGMA = 0.06
-LANE_FACTOR_RANGE = (0.85, 1.2)
-DEFAULT_SHOCK_FACTOR = 1.35
-DEFAULT_SHOCK_LANES: frozenset[str] = frozenset({"GB"})
-
 # Travelled distance per great-circle km: roads wind, ships go around continents.
 ROUTE_FACTOR: Mapping[str, float] = {"road": 1.25, "rail": 1.2, "sea": 1.7, "air": 1.05}
 # (median kg, log-sigma, min kg, max kg) of a consignment per mode.
@@ -144,7 +72,6 @@ WEIGHT_MODEL: Mapping[str, tuple[float, float, float, float]] = {
 }
 DENSITY_MEDIAN_KG_M3 = 220.0
 DENSITY_SIGMA = 0.6
-LANE_ZIPF_EXPONENT = 0.95
 
 # Carriers per mode, most popular first; some forwarders serve several modes.
 CARRIERS: Mapping[str, tuple[str, ...]] = {
@@ -199,189 +126,6 @@ class DropSummary:
 
 
 # ---------------------------------------------------------------------------------------------
-# Price model
-# ---------------------------------------------------------------------------------------------
-
-
-def lane_key(origin_city: str, destination_city: str) -> str:
-    return f"{origin_city}|{destination_city}"
-
-
-@lru_cache(maxsize=65_536)
-def lane_factor(origin_city: str, destination_city: str) -> float:
-    """Deterministic price multiplier of a lane in LANE_FACTOR_RANGE, independent of any seed."""
-    digest = hashlib.blake2b(lane_key(origin_city, destination_city).encode(), digest_size=8)
-    unit = int.from_bytes(digest.digest(), "big") / 2**64
-    low, high = LANE_FACTOR_RANGE
-    return low + (high - low) * unit
-
-
-def _lane_factors(keys: pl.Series) -> pl.Series:
-    # Hash each distinct lane once; a day has at most a few thousand of them.
-    mapping = {key: lane_factor(*key.split("|", 1)) for key in keys.unique().drop_nulls()}
-    return keys.replace_strict(mapping, default=None, return_dtype=pl.Float64)
-
-
-def _seasonality(booked_at: pl.Expr) -> pl.Expr:
-    doy = booked_at.dt.ordinal_day().cast(pl.Float64)
-    yearly = SEASON_AMPLITUDE * ((doy - SEASON_PEAK_DOY) * (2 * math.pi / 365.25)).cos()
-    december = (
-        DECEMBER_PEAK * (-0.5 * ((doy - DECEMBER_PEAK_DOY) / DECEMBER_PEAK_WIDTH_DAYS) ** 2).exp()
-    )
-    return 1.0 + yearly + december
-
-
-def _shock_multiplier(
-    shock_date: date | None, shock_factor: float, shock_lanes: Collection[str]
-) -> pl.Expr:
-    if shock_date is None:
-        return pl.lit(1.0)
-    # A bare "GB" would otherwise be read as the countries "G" and "B".
-    countries = [shock_lanes] if isinstance(shock_lanes, str) else sorted(shock_lanes)
-    touches = pl.col("origin_country").is_in(countries) | pl.col("destination_country").is_in(
-        countries
-    )
-    hit = touches & (pl.col("booked_at").dt.date() >= shock_date)
-    return pl.when(hit).then(pl.lit(shock_factor)).otherwise(pl.lit(1.0))
-
-
-def _lane_factor_expr() -> pl.Expr:
-    return pl.concat_str("origin_city", "destination_city", separator="|").map_batches(
-        _lane_factors, return_dtype=pl.Float64, is_elementwise=True
-    )
-
-
-def _price_expr(
-    noise: pl.Expr,
-    lane: pl.Expr,
-    shock_date: date | None,
-    shock_factor: float,
-    shock_lanes: Collection[str],
-) -> pl.Expr:
-    """(fee + variable * noise) * shock; the one formula used to generate and to check prices."""
-    mode = pl.col("transport_mode")
-    fee = mode.replace_strict(FIXED_FEE_EUR, default=None, return_dtype=pl.Float64)
-    rate = mode.replace_strict(RATE_EUR, default=None, return_dtype=pl.Float64)
-    volumetric = mode.replace_strict(VOLUMETRIC_KG_PER_M3, default=None, return_dtype=pl.Float64)
-    chargeable_t = pl.max_horizontal(pl.col("weight_kg"), pl.col("volume_m3") * volumetric) / 1000
-    weekday = (
-        pl.col("booked_at")
-        .dt.weekday()
-        .replace_strict(
-            dict(enumerate(WEEKDAY_FACTOR, start=1)), default=None, return_dtype=pl.Float64
-        )
-    )
-    variable = (
-        rate
-        * pl.col("distance_km")
-        * chargeable_t.pow(TONNAGE_EXPONENT)
-        * lane
-        * _seasonality(pl.col("booked_at"))
-        * weekday
-    )
-    return (fee + variable * noise) * _shock_multiplier(shock_date, shock_factor, shock_lanes)
-
-
-def expected_price_expr(
-    shock_date: date | None = None,
-    shock_factor: float = DEFAULT_SHOCK_FACTOR,
-    shock_lanes: Collection[str] = DEFAULT_SHOCK_LANES,
-) -> pl.Expr:
-    """Noise-free, unrounded price of typed shipment rows, named ``expected_price_eur``."""
-    return _price_expr(
-        pl.lit(1.0), _lane_factor_expr(), shock_date, shock_factor, shock_lanes
-    ).alias("expected_price_eur")
-
-
-def expected_price(
-    df: pl.DataFrame | pl.LazyFrame,
-    shock_date: date | None = None,
-    shock_factor: float = DEFAULT_SHOCK_FACTOR,
-    shock_lanes: Collection[str] = DEFAULT_SHOCK_LANES,
-) -> pl.Series:
-    """Noise-free price of each row; ``shock_lanes`` are the country codes whose lanes shock.
-
-    Rows with an unknown or null transport_mode get null.
-    """
-    expr = expected_price_expr(shock_date, shock_factor, shock_lanes)
-    return df.lazy().select(expr).collect().to_series()
-
-
-# ---------------------------------------------------------------------------------------------
-# Lanes
-# ---------------------------------------------------------------------------------------------
-
-
-class _Lanes(NamedTuple):
-    origin: np.ndarray  # city index per lane
-    destination: np.ndarray
-    great_circle_km: np.ndarray
-    factor: np.ndarray  # lane_factor() per lane, so generation skips string hashing per row
-    popularity_cdf: np.ndarray
-    mode_cdf: np.ndarray  # (lanes, len(MODES)) cumulative mode probabilities
-
-
-def _great_circle_km(
-    lat1: np.ndarray, lon1: np.ndarray, lat2: np.ndarray, lon2: np.ndarray
-) -> np.ndarray:
-    lat1, lon1, lat2, lon2 = map(np.radians, (lat1, lon1, lat2, lon2))
-    a = (
-        np.sin((lat2 - lat1) / 2) ** 2
-        + np.cos(lat1) * np.cos(lat2) * np.sin((lon2 - lon1) / 2) ** 2
-    )
-    return 2 * 6371.0 * np.arcsin(np.sqrt(a))
-
-
-def _mode_probabilities(km: np.ndarray, intercontinental: np.ndarray) -> np.ndarray:
-    """P(road, rail, sea, air) per lane: no road or rail across oceans, air for long hauls."""
-    probs = np.select(
-        [
-            intercontinental[:, None],
-            (km < 400)[:, None],
-            (km < 1200)[:, None],
-        ],
-        [
-            np.array([0.0, 0.0, 0.75, 0.25]),
-            np.array([0.93, 0.07, 0.0, 0.0]),
-            np.array([0.78, 0.20, 0.0, 0.02]),
-        ],
-        default=np.array([0.60, 0.30, 0.0, 0.10]),
-    )
-    return probs
-
-
-@lru_cache(maxsize=16)
-def _lanes(seed: int) -> _Lanes:
-    """All ordered city pairs with a Zipf popularity whose ranking is fixed per seed."""
-    n = len(CITIES)
-    origin, destination = np.nonzero(~np.eye(n, dtype=bool))
-    lat = np.array([c.lat for c in CITIES])
-    lon = np.array([c.lon for c in CITIES])
-    hub = np.array([c.hub for c in CITIES])
-    region = np.array([c.region for c in CITIES])
-    km = _great_circle_km(lat[origin], lon[origin], lat[destination], lon[destination])
-    # Gravity-style score (big hubs, short hauls) plus seeded jitter decides the ranking.
-    rng = np.random.default_rng([seed, 0x1A7E5])
-    score = (
-        np.log(hub[origin] * hub[destination])
-        - 0.6 * np.log(km + 50.0)
-        + rng.gumbel(scale=0.3, size=km.size)
-    )
-    rank = np.empty(km.size)
-    rank[np.argsort(-score, kind="stable")] = np.arange(1, km.size + 1)
-    weight = rank**-LANE_ZIPF_EXPONENT
-    popularity_cdf = np.cumsum(weight / weight.sum())
-    popularity_cdf[-1] = 1.0
-    mode_cdf = np.cumsum(_mode_probabilities(km, region[origin] != region[destination]), axis=1)
-    mode_cdf[:, -1] = 1.0
-    names = [c.name for c in CITIES]
-    factor = np.array(
-        [lane_factor(names[o], names[d]) for o, d in zip(origin, destination, strict=True)]
-    )
-    return _Lanes(origin, destination, km, factor, popularity_cdf, mode_cdf)
-
-
-# ---------------------------------------------------------------------------------------------
 # Rows
 # ---------------------------------------------------------------------------------------------
 
@@ -426,7 +170,7 @@ def _shipment_ids(day: date, n: int) -> pl.Series:
 
 def _clean_rows(day: date, config: GeneratorConfig, rng: np.random.Generator) -> pl.DataFrame:
     n = config.rows_per_day
-    lanes = _lanes(config.seed)
+    lanes = demo_lanes(config.seed)
     lane = np.searchsorted(lanes.popularity_cdf, rng.random(n), side="right")
     mode_idx = (rng.random(n)[:, None] >= lanes.mode_cdf[lane]).sum(axis=1)
     route_factor = np.array([ROUTE_FACTOR[m] for m in MODES])[mode_idx]
@@ -459,7 +203,7 @@ def _clean_rows(day: date, config: GeneratorConfig, rng: np.random.Generator) ->
             "_lane_factor": lanes.factor[lane],
         }
     )
-    price = _price_expr(
+    price = price_expr(
         pl.col("_noise"),
         pl.col("_lane_factor"),
         config.shock_date,

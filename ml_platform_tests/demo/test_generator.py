@@ -16,12 +16,13 @@ from ml_platform.demo.generator import (
     REQUIRED_COLUMNS,
     SCHEMA,
     GeneratorConfig,
-    expected_price,
     generate_day,
     generate_drops,
     main,
     write_drop,
 )
+from ml_platform.demo.geography import CITIES
+from ml_platform.demo.prices import expected_price
 
 DAY = date(2026, 1, 5)
 SMALL = GeneratorConfig(rows_per_day=3_000, files_per_drop=2, seed=11)
@@ -219,7 +220,7 @@ def test_expected_price_is_within_noise_of_clean_prices() -> None:
 
 def test_modes_respect_geography() -> None:
     df = generate_day(DAY, GeneratorConfig(rows_per_day=20_000))
-    region = {c.name: c.region for c in gen.CITIES}
+    region = {c.name: c.region for c in CITIES}
     crossing = df.get_column("origin_city").replace_strict(region) != df.get_column(
         "destination_city"
     ).replace_strict(region)

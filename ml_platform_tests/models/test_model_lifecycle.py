@@ -14,7 +14,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-from ml_platform.demo.generator import GeneratorConfig, expected_price, generate_drops
+from ml_platform.demo.generator import GeneratorConfig, generate_drops
+from ml_platform.demo.prices import expected_price
 from ml_platform.provenance.champion import champion_history, current_champion
 from ml_platform_tests.pipeline.helpers import (
     Platform,
