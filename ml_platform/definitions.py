@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import dagster as dg
 
+from ml_platform.assets.champion import champion
 from ml_platform.assets.clean import clean_shipments
 from ml_platform.assets.features import shipment_features
-from ml_platform.assets.models import champion, price_model
 from ml_platform.assets.predictions import prediction_quality, price_quotes
+from ml_platform.assets.price_model import price_model
 from ml_platform.assets.raw import raw_shipments
 from ml_platform.deployments import resources_for
 from ml_platform.execution import executor_for

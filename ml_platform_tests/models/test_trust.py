@@ -208,7 +208,7 @@ def _promote_elsewhere(instance_ref, home, week, reason, mode, ready, go, inside
         "ML_PLATFORM_QUARANTINE_ROOT",
     ):
         os.environ.pop(name, None)
-    import ml_platform.assets.models as models_module
+    import ml_platform.assets.champion as models_module
     from ml_platform.definitions import build_definitions
 
     real = models_module.champion_history
