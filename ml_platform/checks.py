@@ -190,13 +190,20 @@ def contract_failures(
         return {}
     if not keys:  # no rows: only frame-level rules (columns, types) can fail
         return {ALL_PARTITIONS: _contract_failure(cases)}
+    # Each failing row's partition, and its index within that partition (what it was when
+    # every partition was validated alone, and what a reader of one partition sees).
     rows = pl.DataFrame(
         {
             "index": pl.int_range(df.height, dtype=pl.Int64, eager=True),
             "partition": df.get_column(partition_column).cast(pl.Utf8),
         }
+    ).with_columns(row=pl.int_range(pl.len(), dtype=pl.Int64).over("partition"))
+    cases = (
+        cases.with_columns(pl.col("index").cast(pl.Int64))
+        .join(rows, on="index", how="left", maintain_order="left")
+        .with_columns(index=pl.col("row"))
+        .drop("row")
     )
-    cases = cases.with_columns(pl.col("index").cast(pl.Int64)).join(rows, on="index", how="left")
     failures = {}
     for key in keys:
         own = cases.filter(pl.col("partition").is_null() | (pl.col("partition") == key))

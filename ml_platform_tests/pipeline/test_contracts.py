@@ -58,6 +58,9 @@ def test_each_failing_row_counts_against_its_own_day_only():
     assert "unique" not in failures["2026-03-01"]["problem"]
     assert "multiple_fields_uniqueness" in failures["2026-03-02"]["problem"]
     assert "price_eur" not in failures["2026-03-02"]["problem"]
+    # Rows are named by their index within their own day, as a reader of that day sees them.
+    assert [f["index"] for f in failures["2026-03-01"]["failures"]] == [1]
+    assert sorted(f["index"] for f in failures["2026-03-02"]["failures"]) == [0, 1]
 
 
 def test_a_frame_level_failure_counts_against_every_day():
