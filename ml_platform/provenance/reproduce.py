@@ -7,7 +7,8 @@ the live IO manager's own loader and checked against its recorded sha256; each o
 a scratch folder. Raw drops are re-read from the recorded source files, byte-checked. The
 run's config is the recorded run's. A step that looks up a pinned version's own event by
 storage id (quotes read their champion's promotion) gets it from the live instance, read only.
-Nothing is written to the live instance, lake, landing zone or warehouse.
+Nothing is written to the live instance, lake, landing zone or warehouse (the re-run itself:
+ml_platform/provenance/rerun.py).
 
 The result is identical when the re-computed partition has the recorded content hash (same
 rows, same order, same schema). Models are compared by their holdout metrics and by the
@@ -19,10 +20,8 @@ pinned training window are compared bit for bit instead.
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
-from typing import Any
 
 import dagster as dg
 import polars as pl
@@ -37,12 +36,11 @@ from ml_platform.provenance.lineage import (
 )
 from ml_platform.provenance.pinned import (
     PinError,
-    PinnedIOManager,
-    PinnedLanding,
     inputs_summary,
     pinned_landing,
     pins_for,
 )
+from ml_platform.provenance.rerun import Rerun, live_resources, rerun
 from ml_platform.provenance.row_diff import diff_frames
 from ml_platform.provenance.verify import StorageVerifier
 
@@ -122,7 +120,7 @@ def reproduce(
     current_code = assets_def.code_versions_by_key.get(asset_key)
     out.code_version = {"recorded": root.code_version, "current": current_code}
     with ExitStack() as stack:
-        live = stack.enter_context(_live_resources(defs))
+        live = stack.enter_context(live_resources(defs))
         scratch = scratch_dir or stack.enter_context(
             tempfile.TemporaryDirectory(prefix="ml-platform-reproduce-")
         )
@@ -130,7 +128,7 @@ def reproduce(
             pins = pins_for(instance, record, live)
             out.inputs = inputs_summary(instance, pins)
             landing = pinned_landing(live, record, root)
-            run = _rerun(
+            run = rerun(
                 defs, graph, assets_def, instance, record, root, pins, live, landing, scratch
             )
         except PinError as e:
@@ -144,119 +142,8 @@ def reproduce(
     return out
 
 
-# -- the re-run ------------------------------------------------------------------------------
-@dataclass
-class _Live:
-    """The definitions' own resources, initialized, used read only."""
-
-    resources: dict[str, Any]
-    by_key: dict[str, Any]
-    by_asset: dict[str, Any]
-
-
-@contextmanager
-def _live_resources(defs: dg.Definitions) -> Iterator[_Live]:
-    graph = defs.resolve_asset_graph()
-    manager_keys = {n.key.to_user_string(): n.io_manager_key for n in graph.asset_nodes}
-    wanted = {
-        k: defs.resources[k] for k in {*manager_keys.values(), "landing"} if k in defs.resources
-    }
-    with dg.build_resources(wanted) as built:
-        resources = {k: getattr(built, k) for k in wanted}
-        yield _Live(
-            resources=resources,
-            by_key={k: resources[k] for k in set(manager_keys.values()) if k in resources},
-            by_asset={a: resources[k] for a, k in manager_keys.items() if k in resources},
-        )
-
-
-@dataclass
-class _Run:
-    result: dg.ExecuteInProcessResult
-    instance: dg.DagsterInstance
-    managers: dict[str, PinnedIOManager]
-    scratch: str
-    record: Any = None
-
-
-def _rerun(defs, graph, assets_def, instance, record, root, pins, live, landing, scratch) -> _Run:
-    resources: dict[str, Any] = {
-        key: PinnedIOManager(pins, live.by_asset, manager, scratch)
-        for key, manager in live.by_key.items()
-    }
-    managers = dict(resources)
-    # A landing zone that cannot be written to; only the raw asset reads it.
-    resources["landing"] = landing or PinnedLanding(live.resources.get("landing"), "", [])
-    scratch_instance = _scratch_instance(instance, pins)
-    result = dg.materialize(
-        # The definitions' own (unbound) assets: their resources are the pinned ones.
-        assets=list(defs.assets or []),
-        selection=dg.AssetSelection.assets(*assets_def.keys),
-        partition_key=root.partition,
-        instance=scratch_instance,
-        resources=resources,
-        run_config={
-            **_recorded_run_config(instance, assets_def, record),
-            "loggers": {"console": {"config": {"log_level": "CRITICAL"}}},
-        },
-        tags={"ml_platform/reproduces": str(root.storage_id)},
-        raise_on_error=False,
-    )
-    run = _Run(result, scratch_instance, managers, scratch)
-    records = scratch_instance.fetch_materializations(
-        dg.AssetRecordsFilter(
-            asset_key=dg.AssetKey.from_user_string(root.asset),
-            asset_partitions=[root.partition] if root.partition else None,
-        ),
-        limit=1,
-    ).records
-    run.record = records[0] if records else None
-    return run
-
-
-def _scratch_instance(live: dg.DagsterInstance, pins) -> dg.DagsterInstance:
-    """An in-memory instance that also answers lookups of the pinned versions' own events.
-
-    A step may look up the materialization of a version it read by that version's storage id
-    (price_quotes reads the promotion its champion version names): such a lookup, and only
-    such a lookup, is answered from the live instance, read only. Every other read and every
-    write (runs, events) stays on the scratch instance.
-    """
-    scratch = dg.DagsterInstance.ephemeral()
-    pinned: dict[dg.AssetKey, set[int]] = {
-        dg.AssetKey.from_user_string(asset): {p.read["storage_id"] for p in by_part.values()}
-        for asset, by_part in pins.items()
-    }
-    own = scratch.fetch_materializations
-
-    def fetch_materializations(records_filter, limit, cursor=None, ascending=False):
-        if (
-            isinstance(records_filter, dg.AssetRecordsFilter)
-            and records_filter.storage_ids
-            and set(records_filter.storage_ids) <= pinned.get(records_filter.asset_key, set())
-        ):
-            return live.fetch_materializations(records_filter, limit, cursor, ascending)
-        return own(records_filter, limit, cursor, ascending)
-
-    scratch.fetch_materializations = fetch_materializations
-    return scratch
-
-
-def _recorded_run_config(instance, assets_def, record) -> dict:
-    """The op config the recorded run used (hyperparameters), else the recorded metadata's."""
-    op = assets_def.node_def.name
-    dagster_run = instance.get_run_by_id(record.run_id)
-    ops = (dagster_run.run_config or {}).get("ops", {}) if dagster_run else {}
-    if op in ops:
-        return {"ops": {op: ops[op]}}
-    params = record.asset_materialization.metadata.get("hyperparameters")
-    if params is not None:
-        return {"ops": {op: {"config": params.value}}}
-    return {}
-
-
 # -- the verdict -----------------------------------------------------------------------------
-def _judge(out: Reproduction, run: _Run, root: Node, record, live, pins) -> None:
+def _judge(out: Reproduction, run: Rerun, root: Node, record, live, pins) -> None:
     missing = [u for m in run.managers.values() for u in m.store().missing]
     if run.record is None:
         failure = _failure(run.result)
@@ -296,7 +183,7 @@ def _is_model(record) -> bool:
     return "ml_platform/feature_columns" in record.asset_materialization.metadata
 
 
-def _judge_frame(out: Reproduction, run: _Run, root: Node, node: Node, live) -> None:
+def _judge_frame(out: Reproduction, run: Rerun, root: Node, node: Node, live) -> None:
     if root.content_hash and root.content_hash == node.content_hash:
         out.status = IDENTICAL
         out.reason = f"{node.rows} rows, content hash {node.content_hash} as recorded"
@@ -317,7 +204,7 @@ def _judge_frame(out: Reproduction, run: _Run, root: Node, node: Node, live) -> 
     out.diff = diff_frames(recorded, reproduced)
 
 
-def _scratch_bytes(run: _Run, node: Node) -> bytes:
+def _scratch_bytes(run: Rerun, node: Node) -> bytes:
     manager = next(iter(run.managers.values()))
     data = manager.store().scratch.get(node.object_key)
     if data is None:
@@ -325,7 +212,7 @@ def _scratch_bytes(run: _Run, node: Node) -> bytes:
     return data
 
 
-def _judge_model(out: Reproduction, run: _Run, root: Node, node: Node, record, live, pins) -> None:
+def _judge_model(out: Reproduction, run: Rerun, root: Node, node: Node, record, live, pins) -> None:
     from ml_platform.models.artifacts import load_model
     from ml_platform.models.training import predict
 
