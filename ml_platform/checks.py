@@ -184,7 +184,8 @@ def contract_failures(
     partition. One validation, not one per partition: pandera's cost is mostly per check
     and call (about 35 ms a call here), not per row.
     """
-    keys = df.get_column(partition_column).cast(pl.Utf8).unique(maintain_order=True).to_list()
+    partitions = df.get_column(partition_column).cast(pl.Utf8)
+    keys = partitions.unique(maintain_order=True).to_list()
     cases = _failure_cases(schema, df)
     if cases is None:
         return {}
@@ -195,7 +196,7 @@ def contract_failures(
     rows = pl.DataFrame(
         {
             "index": pl.int_range(df.height, dtype=pl.Int64, eager=True),
-            "partition": df.get_column(partition_column).cast(pl.Utf8),
+            "partition": partitions,
         }
     ).with_columns(row=pl.int_range(pl.len(), dtype=pl.Int64).over("partition"))
     cases = (

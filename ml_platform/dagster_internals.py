@@ -15,6 +15,7 @@ from dagster._core.definitions.asset_checks.asset_check_evaluation import (
 from dagster._core.definitions.assets.graph.asset_graph_subset import AssetGraphSubset
 from dagster._core.execution.backfill import PartitionBackfill
 from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventLogStorage
+from dagster._core.storage.sqlite import SQLITE_BUSY_TIMEOUT_SECONDS
 from dagster._core.storage.sqlite_storage import DagsterSqliteStorage
 from dagster._core.utils import make_new_backfill_id
 
@@ -22,6 +23,7 @@ __all__ = [
     "AssetGraphSubset",
     "CheckTarget",
     "DagsterSqliteStorage",
+    "SQLITE_BUSY_TIMEOUT_SECONDS",
     "PartitionBackfill",
     "SqliteEventLogStorage",
     "make_new_backfill_id",

@@ -21,14 +21,17 @@ Production keeps its instance on PostgreSQL, whose storage pools connections alr
 
 from __future__ import annotations
 
-import threading
 from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import sqlalchemy as sa
 
-from ml_platform.dagster_internals import DagsterSqliteStorage, SqliteEventLogStorage
+from ml_platform.dagster_internals import (
+    SQLITE_BUSY_TIMEOUT_SECONDS,
+    DagsterSqliteStorage,
+    SqliteEventLogStorage,
+)
 
 # Long-lived processes (webserver, daemon) read many runs' shards: keep the engines of the
 # most recently used ones open, close the rest.
@@ -39,8 +42,7 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
     """SqliteEventLogStorage reusing one engine (and its connection) per shard."""
 
     def __init__(self, base_dir: str, inst_data=None) -> None:
-        self._engines: OrderedDict[str, sa.Engine] = OrderedDict()
-        self._engines_lock = threading.Lock()
+        self._engines: OrderedDict[str, sa.Engine] = OrderedDict()  # guarded by _db_lock
         super().__init__(base_dir, inst_data=inst_data)
 
     @contextmanager
@@ -52,28 +54,28 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
                     yield conn
 
     def _engine(self, shard: str) -> sa.Engine:
-        with self._engines_lock:
-            engine = self._engines.get(shard)
-            if engine is not None:
-                self._engines.move_to_end(shard)
-                return engine
-            engine = sa.create_engine(
-                self.conn_string_for_shard(shard),
-                pool_size=1,
-                max_overflow=2,
-                connect_args={"timeout": 15},  # Dagster's SQLITE_BUSY_TIMEOUT_SECONDS
-            )
-            if shard not in self._initialized_dbs:
-                self._initdb(engine)
-                self._initialized_dbs.add(shard)
-            self._engines[shard] = engine
-            while len(self._engines) > MAX_OPEN_SHARDS:
-                self._engines.popitem(last=False)[1].dispose()
+        """The shard's engine, created on first use; called under ``_db_lock``."""
+        engine = self._engines.get(shard)
+        if engine is not None:
+            self._engines.move_to_end(shard)
             return engine
+        engine = sa.create_engine(
+            self.conn_string_for_shard(shard),
+            pool_size=1,
+            max_overflow=2,
+            connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS},
+        )
+        if shard not in self._initialized_dbs:
+            self._initdb(engine)
+            self._initialized_dbs.add(shard)
+        self._engines[shard] = engine
+        while len(self._engines) > MAX_OPEN_SHARDS:
+            self._engines.popitem(last=False)[1].dispose()
+        return engine
 
     def close_engines(self) -> None:
         """Close every open connection (before a fork, a wipe, or at the end)."""
-        with self._engines_lock:
+        with self._db_lock:
             for engine in self._engines.values():
                 engine.dispose()
             self._engines.clear()

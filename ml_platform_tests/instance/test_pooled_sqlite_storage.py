@@ -7,6 +7,7 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 
+from ml_platform import instance_storage
 from ml_platform.instance_storage import PooledSqliteEventLogStorage
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -75,7 +76,10 @@ def test_wipe_and_dispose_close_the_pooled_connections(local_instance):
     assert storage._engines == {}  # noqa: SLF001
 
 
-def test_long_lived_processes_keep_only_the_recent_shards_open(local_instance):
+def test_long_lived_processes_keep_only_the_recent_shards_open(local_instance, monkeypatch):
+    # Three runs and the index are four shards: with room for two, the oldest are closed,
+    # and a closed shard opens again when read.
+    monkeypatch.setattr(instance_storage, "MAX_OPEN_SHARDS", 2)
     storage = local_instance.event_log_storage
     for _ in range(3):
         assert _five_day_run(local_instance).success
@@ -83,6 +87,7 @@ def test_long_lived_processes_keep_only_the_recent_shards_open(local_instance):
     for run_id in runs:
         assert local_instance.all_logs(run_id)
     assert len(storage._engines) <= 16  # noqa: SLF001
+    assert list(storage._engines) == runs[-2:]  # noqa: SLF001 - the two shards read last
 
 
 def test_the_suites_instances_use_the_local_storage(instance):
