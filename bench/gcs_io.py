@@ -191,6 +191,15 @@ class Result:
 def measure(
     link: str, server: emulator, df: pl.DataFrame, args, with_pickle: bool = False
 ) -> Result:
+    # One instance for every context, disposed here: contexts that each start their own
+    # leave instances to be torn down at interpreter exit, after SQLAlchemy's own teardown.
+    with dg.DagsterInstance.ephemeral() as instance:
+        return _measure(link, server, df, args, with_pickle, instance)
+
+
+def _measure(
+    link: str, server: emulator, df: pl.DataFrame, args, with_pickle: bool, instance
+) -> Result:
     from dagster_gcp import GCSResource
     from dagster_gcp.gcs import GCSPickleIOManager
 
@@ -208,7 +217,9 @@ def measure(
     # Contexts are built up front: building one starts an ephemeral instance.
     out_contexts = iter(
         [
-            dg.build_output_context(asset_key=KEY, run_id=f"run-{i:04d}", partition_key=PARTITION)
+            dg.build_output_context(
+                asset_key=KEY, run_id=f"run-{i:04d}", partition_key=PARTITION, instance=instance
+            )
             for i in range(args.repeat + 1)
         ]
     )
@@ -259,9 +270,13 @@ def measure(
     )
     if with_pickle:
         pickle_io = GCSPickleIOManager(gcs=GCSResource(), gcs_bucket="bench", gcs_prefix="pickle")
-        pickle_out = iter([dg.build_output_context(asset_key=KEY) for _ in range(args.repeat)])
+        pickle_out = iter(
+            [dg.build_output_context(asset_key=KEY, instance=instance) for _ in range(args.repeat)]
+        )
         pickle_in = dg.build_input_context(
-            asset_key=KEY, upstream_output=dg.build_output_context(asset_key=KEY)
+            asset_key=KEY,
+            upstream_output=dg.build_output_context(asset_key=KEY, instance=instance),
+            instance=instance,
         )
         pk = best_of(
             args.repeat,
