@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import importlib
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import yaml
+
+if TYPE_CHECKING:
+    from dagster._serdes import ConfigurableClassData
 
 REPO = Path(__file__).resolve().parents[2]
 HELM_DIR = REPO / "helm"
@@ -59,3 +63,18 @@ def prod_instance_env(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     for name, value in PROD_INSTANCE_ENV.items():
         monkeypatch.setenv(name, value)
     return PROD_INSTANCE_ENV
+
+
+def class_config(data: ConfigurableClassData) -> dict[str, Any]:
+    """The class's config, validated against the class's own config schema, env vars resolved.
+
+    Validation only: instantiating would connect to Postgres, GCS and the Kubernetes API.
+    """
+    from dagster._config import process_config, resolve_to_config_type
+
+    klass = getattr(importlib.import_module(data.module_name), data.class_name)
+    result = process_config(
+        resolve_to_config_type(klass.config_type()), yaml.safe_load(data.config_yaml) or {}
+    )
+    assert result.success, f"{data.class_name}: {[e.message for e in result.errors or []]}"
+    return result.value

@@ -6,12 +6,23 @@ present with ``scripts/check_official_chart`` (``DAGSTER_CHART=<dir or .tgz>``, 
 ``.cache/dagster-chart/dagster-1.13.27.tgz`` from ``helm pull dagster/dagster --version 1.13.27
 -d .cache/dagster-chart``). Without a copy it fails, saying how to get one. ``helm template`` applies the
 chart's own values.schema.json, so rendering at all checks our values against the real schema.
+
+That schema ``$ref``s Kubernetes definitions by URL (raw.githubusercontent.com,
+kubernetesjsonschema.dev), which helm fetches while rendering. So the check renders a copy of
+the chart whose references point at the definitions ``kubernetes_validate`` ships for
+``KUBERNETES_VERSION`` instead: it runs offline, and checks our values against the Kubernetes
+release GKE runs rather than the 1.18/1.19 ones the chart names.
 """
 
 from __future__ import annotations
 
 import functools
+import json
+import re
+import shutil
 import subprocess
+import tarfile
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +35,7 @@ from ml_platform_tests.k8s.conftest import (
     KUBERNETES_VERSION,
     PROD_INSTANCE_ENV,
     VALUES_FILES,
+    class_config,
     load_yaml,
 )
 
@@ -38,12 +50,48 @@ if CHART is None:
     )
 
 Manifests = list[dict[str, Any]]
+# A JSON Schema reference to a published copy of Kubernetes' definitions, e.g.
+# https://kubernetesjsonschema.dev/v1.18.0/_definitions.json#/definitions/io.k8s.api.core.v1.Probe
+REMOTE_DEFINITIONS = re.compile(r"https?://[^\"#]*/_definitions\.json#/definitions/")
+
+
+@functools.cache
+def offline_chart() -> Path:
+    """A copy of CHART, subcharts unpacked, whose schemas reference local Kubernetes definitions."""
+    root = Path(tempfile.mkdtemp(prefix="dagster-chart-"))
+    if CHART.is_dir():
+        chart = root / CHART.name
+        shutil.copytree(CHART, chart)
+    else:
+        with tarfile.open(CHART) as tar:
+            tar.extractall(root, filter="data")
+        chart = next(p for p in root.iterdir() if (p / "Chart.yaml").exists())
+    for packaged in list(chart.glob("charts/*.tgz")):  # subcharts as `helm pull` packs them
+        with tarfile.open(packaged) as tar:
+            tar.extractall(packaged.parent, filter="data")
+        packaged.unlink()
+    definitions = root / "kubernetes-definitions.json"
+    definitions.write_text(json.dumps(_kubernetes_definitions()))
+    local = f"{definitions.as_uri()}#/definitions/"
+    for schema in chart.rglob("values.schema.json"):
+        schema.write_text(REMOTE_DEFINITIONS.sub(local, schema.read_text()))
+    return chart
+
+
+def _kubernetes_definitions() -> dict[str, Any]:
+    """kubernetes_validate's definitions for KUBERNETES_VERSION, keyed as the chart's refs expect."""
+    folder = Path(kubernetes_validate.__file__).parent / "kubernetes-json-schema"
+    text = (folder / f"v{KUBERNETES_VERSION}.0-local" / "_definitions.json").read_text()
+    # Newer copies name the section `$defs` (JSON Schema 2020-12); the chart says `definitions`.
+    text = text.replace('"#/$defs/', '"#/definitions/')
+    document = json.loads(text)
+    return {"definitions": document.get("definitions") or document["$defs"]}
 
 
 @functools.cache
 def render(helm: Path, env: str) -> tuple[dict[str, Any], ...]:
     result = subprocess.run(
-        [str(helm), "template", RELEASE, str(CHART), "--namespace", NAMESPACE,
+        [str(helm), "template", RELEASE, str(offline_chart()), "--namespace", NAMESPACE,
          "--kube-version", KUBERNETES_VERSION, "-f", str(VALUES_FILES[env])],
         capture_output=True, text=True, check=False,
     )  # fmt: skip
@@ -123,14 +171,29 @@ def test_instance_launches_k8s_jobs_stores_in_postgres_and_logs_to_gcs(
 def test_dagster_accepts_the_rendered_instance(
     rendered: tuple[str, Manifests], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from dagster._core.instance.config import dagster_instance_config
+    """Every class the chart writes loads through Dagster and accepts the config it gets."""
+    from dagster._core.instance.ref import InstanceRef
 
     _, manifests = rendered
     for name, value in PROD_INSTANCE_ENV.items():
         monkeypatch.setenv(name, value)
     (tmp_path / "dagster.yaml").write_text(yaml.safe_dump(instance_yaml(manifests)))
-    config, _ = dagster_instance_config(str(tmp_path))
-    assert config["run_coordinator"]["class"] == "QueuedRunCoordinator"
+    ref = InstanceRef.from_dir(str(tmp_path))
+    classes = (
+        ref.run_storage_data,
+        ref.event_storage_data,
+        ref.schedule_storage_data,
+        ref.run_launcher_data,
+        ref.run_coordinator_data,
+        ref.scheduler_data,
+        ref.compute_logs_data,
+    )
+    for data in classes:
+        class_config(data)  # importable, and its config valid for it
+    loaded = {data.class_name for data in classes}
+    assert {"QueuedRunCoordinator", "K8sRunLauncher", "GCSComputeLogManager"} <= loaded
+    # The queue itself, built as the daemon builds it (it needs no service to start).
+    assert type(ref.run_coordinator).__name__ == "QueuedRunCoordinator"
 
 
 def test_deployments_and_services_have_the_documented_names(
@@ -201,7 +264,7 @@ def test_the_chart_schema_rejects_a_misspelled_key(helm: Path, tmp_path: Path) -
     broken = tmp_path / "broken.yaml"
     broken.write_text(yaml.safe_dump(values))
     result = subprocess.run(
-        [str(helm), "template", RELEASE, str(CHART), "-f", str(broken)],
+        [str(helm), "template", RELEASE, str(offline_chart()), "-f", str(broken)],
         capture_output=True, text=True, check=False,
     )  # fmt: skip
     assert result.returncode != 0 and "enableReadonly" in result.stderr

@@ -2,40 +2,24 @@
 
 from __future__ import annotations
 
-import importlib
 import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from dagster._config import process_config, resolve_to_config_type
 from dagster._core.errors import DagsterInvalidConfigError
 from dagster._core.instance.config import dagster_instance_config
 from dagster._core.instance.ref import InstanceRef
-from dagster._serdes import ConfigurableClassData
 
 from ml_platform.execution import (
     K8S_SERVICE_ACCOUNT,
     PLATFORM_ENV_SECRET,
     POSTGRES_PASSWORD_SECRET,
 )
-from ml_platform_tests.k8s.conftest import PROD_INSTANCE_DIR, VALUES_FILES, load_yaml
+from ml_platform_tests.k8s.conftest import PROD_INSTANCE_DIR, VALUES_FILES, class_config, load_yaml
 
 pytestmark = pytest.mark.usefixtures("prod_instance_env")
-
-
-def class_config(data: ConfigurableClassData) -> dict[str, Any]:
-    """The class's config, validated against the class's own config schema, env vars resolved.
-
-    Validation only: instantiating would connect to Postgres, GCS and the Kubernetes API.
-    """
-    klass = getattr(importlib.import_module(data.module_name), data.class_name)
-    result = process_config(
-        resolve_to_config_type(klass.config_type()), yaml.safe_load(data.config_yaml) or {}
-    )
-    assert result.success, f"{data.class_name}: {[e.message for e in result.errors or []]}"
-    return result.value
 
 
 def test_instance_config_passes_dagster_validation() -> None:
