@@ -43,6 +43,8 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
 
     def __init__(self, base_dir: str, inst_data=None) -> None:
         self._engines: OrderedDict[str, sa.Engine] = OrderedDict()  # guarded by _db_lock
+        self._known_tables: set[str] = set()
+        self._known_asset_key_columns: set[str] = set()
         super().__init__(base_dir, inst_data=inst_data)
 
     @contextmanager
@@ -72,6 +74,26 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
         while len(self._engines) > MAX_OPEN_SHARDS:
             self._engines.popitem(last=False)[1].dispose()
         return engine
+
+    # Dagster probes the index's schema for every asset event it stores: the asset_keys
+    # table's columns by reflection, and whether the event tags table exists through a new
+    # engine. Tables and columns are only ever added (by `dagster instance migrate`), so one
+    # found is remembered for the life of the process; one missing is asked again.
+    def has_table(self, table_name: str) -> bool:
+        if table_name in self._known_tables:
+            return True
+        found = super().has_table(table_name)
+        if found:
+            self._known_tables.add(table_name)
+        return found
+
+    def _has_asset_key_col_on_connection(self, conn: sa.Connection, column_name: str) -> bool:
+        if column_name in self._known_asset_key_columns:
+            return True
+        found = super()._has_asset_key_col_on_connection(conn, column_name)
+        if found:
+            self._known_asset_key_columns.add(column_name)
+        return found
 
     def close_engines(self) -> None:
         """Close every open connection (before a fork, a wipe, or at the end)."""
