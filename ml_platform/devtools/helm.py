@@ -9,14 +9,17 @@ The package version and the binary's SHA-256 are pinned, so a changed download f
 It also locates a local copy of Dagster's official chart (``official_dagster_chart``). That chart
 is not in this repository and no package registry ships it, so the tests that render it run only
 where a developer has pulled it (``helm pull dagster/dagster --version 1.13.27 -d .cache/dagster-chart``
-on a machine with internet, or ``DAGSTER_CHART=/path/to/chart-or-tgz``).
+on a machine with internet, or ``DAGSTER_CHART=/path/to/chart-or-tgz``), from a copy that
+renders offline (``offline_copy``).
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -134,3 +137,48 @@ if __name__ == "__main__":
     except HelmUnavailableError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(1)
+
+
+# A JSON Schema reference to a published copy of Kubernetes' definitions, e.g.
+# https://kubernetesjsonschema.dev/v1.18.0/_definitions.json#/definitions/io.k8s.api.core.v1.Probe
+REMOTE_DEFINITIONS = re.compile(r"https?://[^\"#]*/_definitions\.json#/definitions/")
+
+
+def offline_copy(chart: Path, kubernetes_version: str, workdir: Path) -> Path:
+    """A copy of ``chart`` (directory or .tgz) that ``helm template`` renders without a network.
+
+    Charts' values.schema.json files, Dagster's among them, ``$ref`` Kubernetes definitions by
+    URL, which helm downloads while rendering. In the copy, subcharts are unpacked and every
+    such reference points at the definitions kubernetes-validate ships for
+    ``kubernetes_version`` ("1.33"), so the chart's own schema still applies, against that
+    Kubernetes release.
+    """
+    if chart.is_dir():
+        copy = workdir / chart.name
+        shutil.copytree(chart, copy)
+    else:
+        with tarfile.open(chart) as tar:
+            tar.extractall(workdir, filter="data")
+        copy = next(p for p in workdir.iterdir() if (p / "Chart.yaml").exists())
+    for packaged in list(copy.rglob("charts/*.tgz")):  # subcharts as `helm package` packs them
+        with tarfile.open(packaged) as tar:
+            tar.extractall(packaged.parent, filter="data")
+        packaged.unlink()
+    definitions = workdir / f"kubernetes-{kubernetes_version}-definitions.json"
+    definitions.write_text(json.dumps(_kubernetes_definitions(kubernetes_version)))
+    local = f"{definitions.as_uri()}#/definitions/"
+    for schema in copy.rglob("values.schema.json"):
+        schema.write_text(REMOTE_DEFINITIONS.sub(local, schema.read_text()))
+    return copy
+
+
+def _kubernetes_definitions(kubernetes_version: str) -> dict:
+    """kubernetes-validate's definitions for that release, keyed as charts' references expect."""
+    import kubernetes_validate
+
+    folder = Path(kubernetes_validate.__file__).parent / "kubernetes-json-schema"
+    text = (folder / f"v{kubernetes_version}.0-local" / "_definitions.json").read_text()
+    # Newer copies name the section `$defs` (JSON Schema 2020-12); charts say `definitions`.
+    text = text.replace('"#/$defs/', '"#/definitions/')
+    document = json.loads(text)
+    return {"definitions": document.get("definitions") or document["$defs"]}

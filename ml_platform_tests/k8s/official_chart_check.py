@@ -17,11 +17,7 @@ release GKE runs rather than the 1.18/1.19 ones the chart names.
 from __future__ import annotations
 
 import functools
-import json
-import re
-import shutil
 import subprocess
-import tarfile
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -30,7 +26,12 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from ml_platform.devtools.helm import DAGSTER_CHART_VERSION, chart_metadata, official_dagster_chart
+from ml_platform.devtools.helm import (
+    DAGSTER_CHART_VERSION,
+    chart_metadata,
+    official_dagster_chart,
+    offline_copy,
+)
 from ml_platform_tests.k8s.conftest import (
     KUBERNETES_VERSION,
     PROD_INSTANCE_ENV,
@@ -50,42 +51,12 @@ if CHART is None:
     )
 
 Manifests = list[dict[str, Any]]
-# A JSON Schema reference to a published copy of Kubernetes' definitions, e.g.
-# https://kubernetesjsonschema.dev/v1.18.0/_definitions.json#/definitions/io.k8s.api.core.v1.Probe
-REMOTE_DEFINITIONS = re.compile(r"https?://[^\"#]*/_definitions\.json#/definitions/")
 
 
 @functools.cache
 def offline_chart() -> Path:
-    """A copy of CHART, subcharts unpacked, whose schemas reference local Kubernetes definitions."""
-    root = Path(tempfile.mkdtemp(prefix="dagster-chart-"))
-    if CHART.is_dir():
-        chart = root / CHART.name
-        shutil.copytree(CHART, chart)
-    else:
-        with tarfile.open(CHART) as tar:
-            tar.extractall(root, filter="data")
-        chart = next(p for p in root.iterdir() if (p / "Chart.yaml").exists())
-    for packaged in list(chart.glob("charts/*.tgz")):  # subcharts as `helm pull` packs them
-        with tarfile.open(packaged) as tar:
-            tar.extractall(packaged.parent, filter="data")
-        packaged.unlink()
-    definitions = root / "kubernetes-definitions.json"
-    definitions.write_text(json.dumps(_kubernetes_definitions()))
-    local = f"{definitions.as_uri()}#/definitions/"
-    for schema in chart.rglob("values.schema.json"):
-        schema.write_text(REMOTE_DEFINITIONS.sub(local, schema.read_text()))
-    return chart
-
-
-def _kubernetes_definitions() -> dict[str, Any]:
-    """kubernetes_validate's definitions for KUBERNETES_VERSION, keyed as the chart's refs expect."""
-    folder = Path(kubernetes_validate.__file__).parent / "kubernetes-json-schema"
-    text = (folder / f"v{KUBERNETES_VERSION}.0-local" / "_definitions.json").read_text()
-    # Newer copies name the section `$defs` (JSON Schema 2020-12); the chart says `definitions`.
-    text = text.replace('"#/$defs/', '"#/definitions/')
-    document = json.loads(text)
-    return {"definitions": document.get("definitions") or document["$defs"]}
+    """CHART, copied so that it renders offline (see the module docstring)."""
+    return offline_copy(CHART, KUBERNETES_VERSION, Path(tempfile.mkdtemp(prefix="dagster-chart-")))
 
 
 @functools.cache
