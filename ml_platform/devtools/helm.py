@@ -153,6 +153,7 @@ def offline_copy(chart: Path, kubernetes_version: str, workdir: Path) -> Path:
     ``kubernetes_version`` ("1.33"), so the chart's own schema still applies, against that
     Kubernetes release.
     """
+    workdir.mkdir(parents=True, exist_ok=True)
     if chart.is_dir():
         copy = workdir / chart.name
         shutil.copytree(chart, copy)
@@ -160,10 +161,12 @@ def offline_copy(chart: Path, kubernetes_version: str, workdir: Path) -> Path:
         with tarfile.open(chart) as tar:
             tar.extractall(workdir, filter="data")
         copy = next(p for p in workdir.iterdir() if (p / "Chart.yaml").exists())
-    for packaged in list(copy.rglob("charts/*.tgz")):  # subcharts as `helm package` packs them
-        with tarfile.open(packaged) as tar:
-            tar.extractall(packaged.parent, filter="data")
-        packaged.unlink()
+    # Subcharts as `helm package` packs them, each possibly holding packed subcharts of its own.
+    while packed := list(copy.rglob("charts/*.tgz")):
+        for packaged in packed:
+            with tarfile.open(packaged) as tar:
+                tar.extractall(packaged.parent, filter="data")
+            packaged.unlink()
     definitions = workdir / f"kubernetes-{kubernetes_version}-definitions.json"
     definitions.write_text(json.dumps(_kubernetes_definitions(kubernetes_version)))
     local = f"{definitions.as_uri()}#/definitions/"
