@@ -52,13 +52,19 @@ def test_a_check_evaluation_names_its_target_materialization(instance):
 
 def test_the_sqlite_storage_internals_the_pooled_storage_overrides(tmp_path):
     """ml_platform/instance_storage.py replaces _connect and the event log it builds."""
-    from ml_platform.dagster_internals import DagsterSqliteStorage, SqliteEventLogStorage
+    from ml_platform.dagster_internals import (
+        INDEX_SHARD_NAME,
+        DagsterSqliteStorage,
+        SqliteEventLogStorage,
+    )
 
     storage = DagsterSqliteStorage(str(tmp_path))
     events = storage._event_log_storage  # noqa: SLF001
     assert isinstance(events, SqliteEventLogStorage)
-    for name in ("_connect", "_initdb", "conn_string_for_shard", "_base_dir"):
+    names = ("_connect", "_initdb", "conn_string_for_shard", "path_for_shard", "_base_dir")
+    for name in names + ("has_table", "_has_asset_key_col_on_connection", "get_all_run_ids"):
         assert hasattr(events, name), name
+    assert events.path_for_shard(INDEX_SHARD_NAME).endswith("index.db")
     assert isinstance(events._initialized_dbs, set)  # noqa: SLF001
     assert hasattr(events._db_lock, "acquire")  # noqa: SLF001
     with events._connect("index") as conn:  # noqa: SLF001 - a transaction, as overridden

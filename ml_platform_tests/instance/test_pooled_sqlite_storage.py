@@ -1,6 +1,7 @@
 """The local instance's SQLite storage (ml_platform/instance_storage.py), as dagster.yaml selects it."""
 
 import shutil
+import sqlite3
 from pathlib import Path
 
 import dagster as dg
@@ -8,6 +9,7 @@ import pytest
 import sqlalchemy as sa
 
 from ml_platform import instance_storage
+from ml_platform.dagster_internals import SqliteEventLogStorage
 from ml_platform.instance_storage import PooledSqliteEventLogStorage
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -86,6 +88,67 @@ def test_the_local_instance_stores_events_through_a_few_pooled_connections(
     assert isinstance(local_instance.event_log_storage, PooledSqliteEventLogStorage)
     materialized = local_instance.get_materialized_partitions(daily_rows.key)
     assert materialized == {f"2026-01-0{d}" for d in range(1, 6)}
+
+
+@pytest.fixture
+def ddl_statements():
+    """CREATE statements any engine executes while the test runs."""
+    statements: list[str] = []
+
+    def record(conn, cursor, statement, parameters, context, executemany) -> None:
+        if statement.lstrip().upper().startswith("CREATE"):
+            statements.append(statement)
+
+    sa.event.listen(sa.Engine, "before_cursor_execute", record)
+    yield statements
+    sa.event.remove(sa.Engine, "before_cursor_execute", record)
+
+
+def _schema(path: Path) -> tuple[list, list, str]:
+    """(tables and indexes with their SQL, the alembic revision, the journal mode) of a shard."""
+    with sqlite3.connect(path) as conn:
+        objects = conn.execute(
+            "SELECT type, name, sql FROM sqlite_master WHERE name NOT LIKE 'sqlite_%' ORDER BY name"
+        ).fetchall()
+        revision = conn.execute("SELECT version_num FROM alembic_version").fetchall()
+        journal = conn.execute("PRAGMA journal_mode").fetchone()[0]
+    return objects, revision, journal
+
+
+def test_a_new_run_shard_is_a_copy_of_the_schema_dagster_creates(
+    local_instance, ddl_statements, tmp_path
+):
+    assert _five_day_run(local_instance).success  # the first run makes the template
+    ddl_statements.clear()
+    result = _five_day_run(local_instance)
+    assert result.success
+    # Dagster creates every table and index of a new shard (and loads alembic twice) per run.
+    assert ddl_statements == []
+    storage = local_instance.event_log_storage
+    shard = Path(storage.path_for_shard(result.run_id))
+    # The same shard as Dagster's own SQLite storage makes for a run.
+    plain = SqliteEventLogStorage(str(tmp_path / "plain"))
+    with plain.run_connection("some-run"):
+        pass
+    assert _schema(shard) == _schema(Path(plain.path_for_shard("some-run")))
+    assert _schema(shard)[2] == "wal"
+    # The template is no run of the instance's.
+    assert set(storage.get_all_run_ids()) == {r.run_id for r in local_instance.get_runs()}
+    assert local_instance.all_logs(result.run_id)
+
+
+def test_a_shard_another_process_began_is_initialized_by_dagster(tmp_path):
+    """A shard file that exists but has no schema revision stamped gets Dagster's own setup."""
+    storage = PooledSqliteEventLogStorage(str(tmp_path / "events"))
+    sqlite3.connect(storage.path_for_shard("half-made")).close()  # an empty database file
+    with storage.run_connection("half-made"):
+        pass
+    plain = SqliteEventLogStorage(str(tmp_path / "plain"))
+    with plain.run_connection("some-run"):
+        pass
+    made = _schema(Path(storage.path_for_shard("half-made")))
+    assert made == _schema(Path(plain.path_for_shard("some-run")))
+    storage.dispose()
 
 
 def test_wipe_and_dispose_close_the_pooled_connections(local_instance):
