@@ -34,10 +34,12 @@ from pathlib import Path
 
 import dagster as dg
 import sqlalchemy as sa
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from ml_platform.dagster_internals import (
     INDEX_SHARD_NAME,
     SQLITE_BUSY_TIMEOUT_SECONDS,
+    AssetKeyTable,
     DagsterSqliteStorage,
     SqliteEventLogStorage,
 )
@@ -129,6 +131,27 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
                 engine.dispose()  # the last connection's close checkpoints the WAL into the file
             os.replace(partial, template)
         return template
+
+    # Dagster's version inserts the asset's row and, when the asset is known (for nearly every
+    # event), catches the IntegrityError and updates it. Each caught error's traceback keeps
+    # the frames above it alive in a reference cycle, the step's output among them, until the
+    # cyclic GC runs: in a backfill worker, a chunk's raw frame stayed in memory while clean
+    # ran (0.2 to 0.6 GB more at the peak, depending on when the GC happened to run). An
+    # upsert, as Dagster's Postgres storage does it, raises nothing.
+    def _store_asset_event(self, conn: sa.Connection, event, event_id: int) -> None:
+        if not (event.dagster_event and event.dagster_event.asset_key):
+            return
+        values = self._get_asset_entry_values(
+            event, event_id, self._has_asset_key_index_cols_on_connection(conn)
+        )
+        if not values:
+            return
+        insert = sqlite_insert(AssetKeyTable).values(
+            asset_key=event.dagster_event.asset_key.to_string(), **values
+        )
+        conn.execute(
+            insert.on_conflict_do_update(index_elements=[AssetKeyTable.c.asset_key], set_=values)
+        )
 
     # Dagster probes the index's schema for every asset event it stores: the asset_keys
     # table's columns by reflection, and whether the event tags table exists through a new

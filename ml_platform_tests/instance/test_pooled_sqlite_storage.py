@@ -1,7 +1,9 @@
 """The local instance's SQLite storage (ml_platform/instance_storage.py), as dagster.yaml selects it."""
 
+import gc
 import shutil
 import sqlite3
+import types
 from pathlib import Path
 
 import dagster as dg
@@ -149,6 +151,34 @@ def test_a_shard_another_process_began_is_initialized_by_dagster(tmp_path):
     made = _schema(Path(storage.path_for_shard("half-made")))
     assert made == _schema(Path(plain.path_for_shard("some-run")))
     storage.dispose()
+
+
+def test_storing_events_of_a_known_asset_leaves_no_frames_to_the_cyclic_gc(local_instance):
+    """Dagster's SQLite storage caught an IntegrityError for every event of a known asset (it
+    inserts, then updates). Each traceback kept the frames above it in a reference cycle,
+    the step's output among them, until the cyclic GC ran: in a backfill worker a chunk's raw
+    frame stayed in memory while clean ran, up to 0.6 GB more at the backfill's peak."""
+    errors: list[BaseException] = []
+
+    def record(context) -> None:
+        errors.append(context.original_exception)
+
+    assert _five_day_run(local_instance).success  # the asset is known from here on
+    gc.collect()
+    sa.event.listen(sa.Engine, "handle_error", record)
+    gc.disable()
+    try:
+        assert _five_day_run(local_instance).success
+        gc.set_debug(gc.DEBUG_SAVEALL)
+        gc.collect()
+        frames = [o.f_code.co_name for o in gc.garbage if isinstance(o, types.FrameType)]
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        gc.enable()
+        sa.event.remove(sa.Engine, "handle_error", record)
+    assert errors == []
+    assert frames == []
 
 
 def test_wipe_and_dispose_close_the_pooled_connections(local_instance):
