@@ -6,8 +6,9 @@ shard, then the cross-run index). A 5-day raw+clean run stores 63 events; that c
 of its 1.3 s fixed cost here, and a backfill pays it for every chunk. This storage keeps one
 pooled engine per shard instead (0.32 s). It also creates a run's shard as a copy of an empty
 one Dagster initialized (Dagster sets up each new shard itself, loading alembic's scripts
-twice: 0.19 s a run), and remembers the schema it has found instead of probing it for every
-event. Otherwise it is Dagster's: same files, same layout, same schema, so a home can switch
+twice: 0.19 s a run), remembers the schema it has found instead of probing it for every
+event, and upserts an asset's row instead of catching an IntegrityError for every event of a
+known asset (whose tracebacks kept step outputs alive). Otherwise it is Dagster's: same files, same layout, same schema, so a home can switch
 between the two either way.
 
 The local ``dagster.yaml`` selects it:
