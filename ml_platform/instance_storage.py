@@ -8,8 +8,8 @@ pooled engine per shard instead (0.32 s). It also creates a run's shard as a cop
 one Dagster initialized (Dagster sets up each new shard itself, loading alembic's scripts
 twice: 0.19 s a run), remembers the schema it has found instead of probing it for every
 event, and upserts an asset's row instead of catching an IntegrityError for every event of a
-known asset (whose tracebacks kept step outputs alive). Otherwise it is Dagster's: same files, same layout, same schema, so a home can switch
-between the two either way.
+known asset (whose tracebacks kept step outputs alive). Otherwise it is Dagster's: same
+files, same layout, same schema, so a home can switch between the two either way.
 
 The local ``dagster.yaml`` selects it:
 
@@ -29,12 +29,14 @@ import os
 import shutil
 import uuid
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 
 import dagster as dg
 import sqlalchemy as sa
+from alembic.runtime.migration import MigrationContext
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from ml_platform.dagster_internals import (
@@ -113,11 +115,8 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
         loads alembic's scripts, 0.13 s in every process on its first event."""
         if not Path(self.path_for_shard(shard)).exists():  # connecting would create it
             return False
-        try:
-            with engine.connect() as conn:
-                return bool(conn.execute(sa.text("SELECT version_num FROM alembic_version")).all())
-        except sa.exc.OperationalError:  # no alembic_version table: not initialized (yet)
-            return False
+        with engine.connect() as conn:  # None where no revision (or no such table) exists yet
+            return MigrationContext.configure(conn).get_current_revision() is not None
 
     def _shard_template(self) -> Path:
         """An empty shard as this Dagster release initializes one, made on first use."""
@@ -159,20 +158,12 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
     # engine. Tables and columns are only ever added (by `dagster instance migrate`), so one
     # found is remembered for the life of the process; one missing is asked again.
     def has_table(self, table_name: str) -> bool:
-        if table_name in self._known_tables:
-            return True
-        found = super().has_table(table_name)
-        if found:
-            self._known_tables.add(table_name)
-        return found
+        ask = partial(super().has_table, table_name)
+        return _found_once(self._known_tables, table_name, ask)
 
     def _has_asset_key_col_on_connection(self, conn: sa.Connection, column_name: str) -> bool:
-        if column_name in self._known_asset_key_columns:
-            return True
-        found = super()._has_asset_key_col_on_connection(conn, column_name)
-        if found:
-            self._known_asset_key_columns.add(column_name)
-        return found
+        ask = partial(super()._has_asset_key_col_on_connection, conn, column_name)
+        return _found_once(self._known_asset_key_columns, column_name, ask)
 
     def close_engines(self) -> None:
         """Close every open connection (before a fork, a wipe, or at the end)."""
@@ -188,6 +179,16 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
     def dispose(self) -> None:
         self.close_engines()
         super().dispose()
+
+
+def _found_once(known: set[str], name: str, ask: Callable[[], bool]) -> bool:
+    """``ask()``, remembered in ``known`` once it is True."""
+    if name in known:
+        return True
+    if ask():
+        known.add(name)
+        return True
+    return False
 
 
 class PooledSqliteStorage(DagsterSqliteStorage):
