@@ -184,8 +184,8 @@ def contract_failures(
     partition. One validation, not one per partition: pandera's cost is mostly per check
     and call (about 35 ms a call here), not per row.
     """
-    partitions = df.get_column(partition_column).cast(pl.Utf8)
-    keys = partitions.unique(maintain_order=True).to_list()
+    partitions = df.get_column(partition_column)  # cast to text per key, not per row
+    keys = partitions.unique(maintain_order=True).cast(pl.Utf8).to_list()
     cases = _failure_cases(schema, df)
     if cases is None:
         return {}
@@ -202,7 +202,7 @@ def contract_failures(
     cases = (
         cases.with_columns(pl.col("index").cast(pl.Int64))
         .join(rows, on="index", how="left", maintain_order="left")
-        .with_columns(index=pl.col("row"))
+        .with_columns(index=pl.col("row"), partition=pl.col("partition").cast(pl.Utf8))
         .drop("row")
     )
     failures = {}

@@ -162,7 +162,9 @@ def _feature_rows(context, features: pl.LazyFrame, days: list[str]):
     have = set(context.asset_partition_keys_for_input("features"))
     wanted = [d for d in days if d in have]
     columns = features.collect_schema().names()
-    frames = [features.filter(pl.col("partition_date").cast(pl.Utf8).is_in(wanted)).collect()]
+    # Compared as dates, not as text: the filter then reaches the Parquet scan's statistics.
+    wanted_dates = [date.fromisoformat(d) for d in wanted]
+    frames = [features.filter(pl.col("partition_date").is_in(wanted_dates)).collect()]
     other = sorted(set(latest_storage_ids(context.instance, FEATURES_KEY, set(days) - have)))
     reads = {}
     if other:

@@ -182,7 +182,7 @@ class PostgresTables:
                 f"{partition_column!r} (columns: {df.columns})"
             )
         stray = (
-            df.select(pl.col(partition_column).cast(pl.String).unique())
+            df.select(pl.col(partition_column).unique().cast(pl.String))
             .filter(pl.col(partition_column).ne_missing(key))
             .to_series()
             .to_list()
