@@ -8,7 +8,8 @@ pooled engine per shard instead (0.32 s). It also creates a run's shard as a cop
 one Dagster initialized (Dagster sets up each new shard itself, loading alembic's scripts
 twice: 0.19 s a run), remembers the schema it has found instead of probing it for every
 event, and upserts an asset's row instead of catching an IntegrityError for every event of a
-known asset (whose tracebacks kept step outputs alive). Otherwise it is Dagster's: same
+known asset (whose tracebacks kept step outputs alive), and opens run and schedule databases
+whose schema is stamped without loading alembic's scripts. Otherwise it is Dagster's: same
 files, same layout, same schema, so a home can switch between the two either way.
 
 The local ``dagster.yaml`` selects it:
@@ -45,6 +46,12 @@ from ml_platform.dagster_internals import (
     AssetKeyTable,
     DagsterSqliteStorage,
     SqliteEventLogStorage,
+    SqliteRunStorage,
+    SqliteScheduleStorage,
+    _event_logs_directory,
+    _runs_directory,
+    _schedule_directory,
+    create_db_conn_string,
 )
 
 # Long-lived processes (webserver, daemon) read many runs' shards: keep the engines of the
@@ -194,15 +201,42 @@ def _found_once(known: set[str], name: str, ask: Callable[[], bool]) -> bool:
 class PooledSqliteStorage(DagsterSqliteStorage):
     """Dagster's SQLite instance storage with the pooled event log above."""
 
+    # Dagster's constructor opens the run and schedule storages through their from_local,
+    # which loads alembic's migration scripts for each to compare revisions: 54 ms of every
+    # process's first DagsterInstance.get(), so of every CLI command and every backfill run,
+    # only to find the schema stamped. A stamped database is opened directly; any other goes
+    # through Dagster's from_local, which creates, stamps or migrates it. The same attributes
+    # as Dagster's constructor sets (ml_platform_tests/test_dagster_internals.py checks).
     def __init__(self, base_dir: str, inst_data=None) -> None:
-        super().__init__(base_dir, inst_data=inst_data)
-        # Dagster's constructor builds the plain event log storage (it holds no connection);
-        # replace it with the pooled one on the same directory.
-        self._event_log_storage = PooledSqliteEventLogStorage(
-            self._event_log_storage._base_dir  # noqa: SLF001
+        super(DagsterSqliteStorage, self).__init__()
+        self.base_dir = base_dir
+        self._run_storage = _open_stamped(
+            SqliteRunStorage, _runs_directory(base_dir), "runs", also_needs="instance_info"
         )
+        self._event_log_storage = PooledSqliteEventLogStorage(_event_logs_directory(base_dir))
+        self._schedule_storage = _open_stamped(
+            SqliteScheduleStorage, _schedule_directory(base_dir), "schedules"
+        )
+        self._inst_data = inst_data
 
     @classmethod
     def from_config_value(cls, inst_data, config_value) -> PooledSqliteStorage:
         # Dagster's own returns a DagsterSqliteStorage whatever the class it is called on.
         return cls.from_local(inst_data=inst_data, **config_value)
+
+
+def _open_stamped(storage_class, base_dir: str, db_name: str, also_needs: str | None = None):
+    """``storage_class`` on ``base_dir``'s database: directly when its schema revision is
+    stamped (and table ``also_needs`` exists), else through Dagster's ``from_local``."""
+    conn_string = create_db_conn_string(base_dir, db_name)
+    if Path(base_dir, f"{db_name}.db").exists():  # connecting would create it
+        engine = sa.create_engine(conn_string, poolclass=sa.NullPool)
+        try:
+            with engine.connect() as conn:
+                stamped = MigrationContext.configure(conn).get_current_revision() is not None
+                ready = stamped and (also_needs is None or sa.inspect(conn).has_table(also_needs))
+        finally:
+            engine.dispose()
+        if ready:
+            return storage_class(conn_string)
+    return storage_class.from_local(base_dir)

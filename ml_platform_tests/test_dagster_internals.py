@@ -69,3 +69,20 @@ def test_the_sqlite_storage_internals_the_pooled_storage_overrides(tmp_path):
     assert hasattr(events._db_lock, "acquire")  # noqa: SLF001
     with events._connect("index") as conn:  # noqa: SLF001 - a transaction, as overridden
         assert conn.in_transaction()
+
+
+def test_the_sqlite_storage_constructor_the_pooled_storage_replaces(tmp_path, monkeypatch):
+    """PooledSqliteStorage sets the attributes Dagster's own constructor sets, to storages of
+    the same classes on the same databases, from the private helpers it imports."""
+    from ml_platform.dagster_internals import DagsterSqliteStorage
+    from ml_platform.instance_storage import PooledSqliteStorage
+
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
+    plain = DagsterSqliteStorage(str(tmp_path / "home"))
+    ours = PooledSqliteStorage(str(tmp_path / "home"))  # opens what Dagster created, directly
+    assert vars(ours).keys() == vars(plain).keys()
+    for name in ("_run_storage", "_schedule_storage"):
+        assert type(getattr(ours, name)) is type(getattr(plain, name)), name
+    assert ours._run_storage._conn_string == plain._run_storage._conn_string  # noqa: SLF001
+    assert ours._schedule_storage._conn_string == plain._schedule_storage._conn_string  # noqa: SLF001
+    assert ours.event_log_storage._base_dir == plain.event_log_storage._base_dir  # noqa: SLF001

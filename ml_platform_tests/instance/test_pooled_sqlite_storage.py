@@ -153,6 +153,51 @@ def test_a_shard_another_process_began_is_initialized_by_dagster(tmp_path):
     storage.dispose()
 
 
+@pytest.fixture
+def alembic_script_loads(monkeypatch):
+    """How often anything loads alembic's migration scripts (Dagster's revision check)."""
+    from alembic.script import ScriptDirectory
+
+    loads = []
+    original = ScriptDirectory.from_config.__func__
+
+    def counted(cls, *args, **kwargs):
+        loads.append(args)
+        return original(cls, *args, **kwargs)
+
+    monkeypatch.setattr(ScriptDirectory, "from_config", classmethod(counted))
+    return loads
+
+
+def test_opening_an_existing_home_loads_no_migration_scripts(local_instance, alembic_script_loads):
+    """Dagster's run and schedule storages load alembic's scripts on every open to compare
+    revisions (54 ms of every CLI command and backfill run); a stamped home opens directly."""
+    assert _five_day_run(local_instance).success
+    alembic_script_loads.clear()
+    with dg.DagsterInstance.get() as again:
+        assert len(again.get_runs()) == 1
+        assert again.all_instigator_state() == []
+        assert _five_day_run(again).success
+    assert alembic_script_loads == []
+
+
+def test_a_home_with_unstamped_databases_gets_dagsters_setup(tmp_path, monkeypatch):
+    """A run or schedule database that exists but carries no revision (a process began it)
+    goes through Dagster's own from_local, which creates and stamps it."""
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
+    shutil.copyfile(ROOT / "dagster.yaml", tmp_path / "dagster.yaml")
+    (tmp_path / "history").mkdir()
+    (tmp_path / "schedules").mkdir()
+    sqlite3.connect(tmp_path / "history" / "runs.db").close()
+    sqlite3.connect(tmp_path / "schedules" / "schedules.db").close()
+    with dg.DagsterInstance.get() as instance:
+        assert _five_day_run(instance).success
+        assert instance.all_instigator_state() == []
+    for db in (tmp_path / "history" / "runs.db", tmp_path / "schedules" / "schedules.db"):
+        with sqlite3.connect(db) as conn:
+            assert conn.execute("SELECT version_num FROM alembic_version").fetchall(), db
+
+
 def test_storing_events_of_a_known_asset_leaves_no_frames_to_the_cyclic_gc(local_instance):
     """Dagster's SQLite storage caught an IntegrityError for every event of a known asset (it
     inserts, then updates). Each traceback kept the frames above it in a reference cycle,
