@@ -4,8 +4,10 @@
 
 1. floor: the fastest plain script for the same work that we could write (lazy polars,
    days in parallel threads, no Dagster, no pandera, no provenance): parse the drops, write
-   raw, typed + validated + deduplicated clean and the rejects, and the 28-day lane features,
-   one zstd Parquet file per day and table;
+   raw, typed + validated + deduplicated clean and the rejects with their reasons, and the
+   28-day lane features, one zstd Parquet file per day and table. Every run checks that the
+   floor and each platform variant wrote the same tables: days, rows, columns and the rows
+   rejected for each reason;
 2. chunked: `ml-platform backfill --from --to`, the CLI's chunked path (chunks of the
    backfill policy's size, the run queue limit of them at a time, in worker processes);
 3. per_day: one Dagster run per day, one after the other, in one process;
@@ -72,6 +74,7 @@ def _run_all(args, server) -> list:
             landing = Path(tmp) / "landing"
             _land(landing, days, args.rows_per_day)
             best: dict[str, dict] = {}
+            outputs: dict[str, dict] = {}  # variant -> its tables, to check they agree
             for round_ in range(args.rounds):
                 for variant in args.variants:
                     workdir = Path(tmp) / f"{variant}-{round_}"
@@ -79,11 +82,61 @@ def _run_all(args, server) -> list:
                     (workdir / "landing").symlink_to(landing)
                     result = _measure(variant, workdir, days, args.rows_per_day, server)
                     print(f"  {days} days, round {round_ + 1}, {variant}: {_fmt(result)}")
+                    outputs[variant] = _outputs(workdir, variant)
+                    if variant != "floor" and "floor" in outputs:
+                        _same_outputs(outputs["floor"], outputs[variant], variant)
                     if variant not in best or result["seconds"] < best[variant]["seconds"]:
                         best[variant] = result
                     subprocess.run(["rm", "-rf", str(workdir)], check=True)
             table.append((days, best))
     return table
+
+
+# Where each variant leaves each table: the floor one file per day, the platform one object
+# per partition and write (the latest is current: each variant writes every day once).
+TABLES = {
+    "raw": "raw/shipments",
+    "clean": "clean/shipments",
+    "rejected": "clean/shipments_rejected",
+    "features": "features/shipment_features",
+}
+
+
+def _outputs(workdir: Path, variant: str) -> dict[tuple[str, str], tuple]:
+    """(table, day) -> (rows, sorted column names, reject reasons) of what the variant wrote."""
+    import polars as pl
+
+    found = {}
+    for table, asset in TABLES.items():
+        if variant == "floor":
+            files = {p.stem: p for p in (workdir / "floor_out" / table).glob("*.parquet")}
+        else:
+            files = {
+                d.name: max(d.glob("*.parquet"), key=lambda p: p.stat().st_mtime)
+                for d in (workdir / "storage" / asset).iterdir()
+            }
+        for day, path in files.items():
+            rows = pl.scan_parquet(path).select(pl.len()).collect().item()
+            reasons = None
+            if table == "rejected":  # how many rows for each reason
+                counts = pl.scan_parquet(path).group_by("reason").len().collect()
+                reasons = sorted(counts.iter_rows())
+            found[table, day] = (rows, sorted(pl.read_parquet_schema(path)), reasons)
+    return found
+
+
+def _same_outputs(floor: dict, other: dict, variant: str) -> None:
+    """The floor does the platform's work: same tables, days, rows, columns and reject
+    reasons, or stop."""
+    differ = [
+        f"{table} {day}: floor {floor.get((table, day))}, {variant} {other.get((table, day))}"
+        for table, day in sorted(set(floor) | set(other))
+        if floor.get((table, day)) != other.get((table, day))
+    ]
+    if differ:
+        raise SystemExit(
+            f"the floor and {variant} wrote different tables:\n" + "\n".join(differ[:10])
+        )
 
 
 def _land(landing: Path, days: int, rows_per_day: int) -> None:
@@ -277,7 +330,56 @@ def _run_inner(args) -> int:
 TEXT = ["shipment_id", "origin_city", "origin_country", "destination_city"]
 TEXT += ["destination_country", "transport_mode", "carrier"]
 FLOATS = ["distance_km", "weight_kg", "volume_m3", "price_eur"]
-LIMITS = {"distance_km": 40_000, "weight_kg": 200_000, "volume_m3": 5_000, "price_eur": 1e7}
+LIMITS = {"distance_km": 40_000, "weight_kg": 200_000, "volume_m3": 5_000, "price_eur": 10_000_000}
+PARSED = ["booked_at", *FLOATS]  # typed from text: a value that does not parse is a reason
+
+
+def _rules() -> list:
+    """(broken, reason) for every rule a typed row can break: the same rules as the
+    platform's (parsing, the drop's day, the contract's row rules)."""
+    import polars as pl
+
+    return [
+        *[
+            (
+                (pl.col(f"__text_{c}").str.strip_chars().str.len_chars().fill_null(0) > 0)
+                & pl.col(c).is_null(),
+                f"unparseable {c}",
+            )
+            for c in PARSED
+        ],
+        (
+            pl.col("booked_at").dt.date() != pl.col("partition_date"),
+            "booked_at outside the drop's day",
+        ),
+        *[(pl.col(c).is_null(), f"{c}: not_nullable") for c in [*TEXT, "booked_at", *FLOATS]],
+        *[(pl.col(c) <= 0, f"{c}: greater_than(0)") for c in FLOATS],
+        *[
+            (pl.col(c) > limit, f"{c}: less_than_or_equal_to({limit})")
+            for c, limit in LIMITS.items()
+        ],
+        (pl.col("shipment_id").str.len_chars() > 64, "shipment_id: str_length(1, 64)"),
+        *[
+            (pl.col(c).str.to_uppercase().str.len_chars() != 2, f"{c}: str_length(2, 2)")
+            for c in ["origin_country", "destination_country"]
+        ],
+        (
+            ~pl.col("transport_mode").str.to_lowercase().is_in(["road", "rail", "sea", "air"]),
+            "transport_mode: isin(['road', 'rail', 'sea', 'air'])",
+        ),
+    ]
+
+
+def _reasons(rules: list):
+    """The reasons of a row that breaks rules, sorted and joined by "; "."""
+    import polars as pl
+
+    return (
+        pl.concat_list([pl.when(rule).then(pl.lit(name)) for rule, name in rules])
+        .list.drop_nulls()
+        .list.sort()
+        .list.join("; ")
+    )
 
 
 def _floor(landing: Path, out: Path, days: int) -> None:
@@ -318,19 +420,14 @@ def _floor(landing: Path, out: Path, days: int) -> None:
             *[pl.col(c).str.strip_chars().replace("", None) for c in TEXT],
             pl.col("booked_at").str.to_datetime(time_unit="us", time_zone="UTC", strict=False),
             *[pl.col(c).str.strip_chars().cast(pl.Float64, strict=False) for c in FLOATS],
+            *[pl.col(c).alias(f"__text_{c}") for c in PARSED],
         )
-        ok = pl.all_horizontal(
-            *[pl.col(c).is_not_null() for c in [*TEXT, "booked_at", *FLOATS]],
-            *[(pl.col(c) > 0) & (pl.col(c) <= limit) for c, limit in LIMITS.items()],
-            pl.col("origin_country").str.len_chars() == 2,
-            pl.col("destination_country").str.len_chars() == 2,
-            pl.col("transport_mode").str.to_lowercase().is_in(["road", "rail", "sea", "air"]),
-            pl.col("booked_at").dt.date() == pl.col("partition_date"),
-        )
+        rules = _rules()
         flagged = (
-            typed.with_columns(ok=ok)
+            typed.with_columns(ok=~pl.any_horizontal([r.fill_null(False) for r, _ in rules]))
             .sort("booked_at", "_source_uri", "_source_row")
-            .with_columns(first=pl.col("shipment_id").is_first_distinct() | ~pl.col("ok"))
+            # The first booking of an id among the rows that pass wins, as in the platform.
+            .with_columns(first=pl.col("shipment_id").is_first_distinct().over("ok"))
             .collect()
         )
         clean = (
@@ -341,18 +438,26 @@ def _floor(landing: Path, out: Path, days: int) -> None:
                 pl.col("destination_country").str.to_uppercase(),
                 lane=pl.format("{}->{}", "origin_city", "destination_city"),
             )
-            .drop("__row", "ok", "first")
+            .drop("__row", "ok", "first", *[f"__text_{c}" for c in PARSED])
             .sort("booked_at", "shipment_id")
         )
-        rejected = raw.join(
-            flagged.filter(~pl.col("ok") | ~pl.col("first")).select("__row"), on="__row"
+        # Every rule a failing row breaks, as the platform reports it (its reject reasons).
+        rejects = pl.concat(
+            [
+                flagged.filter(~pl.col("ok")).select("__row", reason=_reasons(rules)),
+                flagged.filter(pl.col("ok") & ~pl.col("first")).select(
+                    "__row", reason=pl.lit("duplicate shipment_id")
+                ),
+            ]
         )
+        rejected = raw.join(rejects, on="__row").sort("__row")
         write("clean", day, clean)
         write("rejected", day, rejected.drop("__row"))
         return clean.group_by("lane").agg(
             partition_date=pl.lit(day),
             n=pl.len(),
             price=(pl.col("price_eur") * 1e6).round().cast(pl.Int64).sum(),
+            per_km=(pl.col("price_eur") / pl.col("distance_km") * 1e6).round().cast(pl.Int64).sum(),
         )
 
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
@@ -360,7 +465,7 @@ def _floor(landing: Path, out: Path, days: int) -> None:
     rolled = (
         daily.sort("partition_date")
         .rolling("partition_date", period="28d", closed="left", group_by="lane")
-        .agg(n28=pl.col("n").sum(), price28=pl.col("price").sum())
+        .agg(n28=pl.col("n").sum(), price28=pl.col("price").sum(), km28=pl.col("per_km").sum())
     )
 
     def features_day(i: int) -> None:
@@ -380,6 +485,7 @@ def _floor(landing: Path, out: Path, days: int) -> None:
             day_of_year=pl.col("partition_date").dt.ordinal_day().cast(pl.Int16),
             lane_shipments_28d=pl.col("n28").fill_null(0).cast(pl.UInt32),
             lane_mean_price_28d=pl.col("price28") / pl.col("n28") / 1e6,
+            lane_mean_price_per_km_28d=pl.col("km28") / pl.col("n28") / 1e6,
             price_eur=pl.col("price_eur"),
         )
         write("features", day, features.collect())
