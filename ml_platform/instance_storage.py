@@ -120,10 +120,7 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
         """Whether the shard exists with a schema revision stamped, so Dagster's _initdb would
         leave it as it is (it creates tables only where no revision is stamped); that check
         loads alembic's scripts, 0.13 s in every process on its first event."""
-        if not Path(self.path_for_shard(shard)).exists():  # connecting would create it
-            return False
-        with engine.connect() as conn:  # None where no revision (or no such table) exists yet
-            return MigrationContext.configure(conn).get_current_revision() is not None
+        return _stamped(Path(self.path_for_shard(shard)), engine)
 
     def _shard_template(self) -> Path:
         """An empty shard as this Dagster release initializes one, made on first use."""
@@ -229,14 +226,20 @@ def _open_stamped(storage_class, base_dir: str, db_name: str, also_needs: str | 
     """``storage_class`` on ``base_dir``'s database: directly when its schema revision is
     stamped (and table ``also_needs`` exists), else through Dagster's ``from_local``."""
     conn_string = create_db_conn_string(base_dir, db_name)
-    if Path(base_dir, f"{db_name}.db").exists():  # connecting would create it
-        engine = sa.create_engine(conn_string, poolclass=sa.NullPool)
-        try:
-            with engine.connect() as conn:
-                stamped = MigrationContext.configure(conn).get_current_revision() is not None
-                ready = stamped and (also_needs is None or sa.inspect(conn).has_table(also_needs))
-        finally:
-            engine.dispose()
-        if ready:
-            return storage_class(conn_string)
-    return storage_class.from_local(base_dir)
+    engine = sa.create_engine(conn_string, poolclass=sa.NullPool)
+    try:
+        ready = _stamped(Path(base_dir, f"{db_name}.db"), engine, also_needs)
+    finally:
+        engine.dispose()
+    return storage_class(conn_string) if ready else storage_class.from_local(base_dir)
+
+
+def _stamped(path: Path, engine: sa.Engine, also_needs: str | None = None) -> bool:
+    """Whether the SQLite database at ``path`` (``engine``'s) exists with a schema revision
+    stamped, and table ``also_needs`` if named: then Dagster's setup would leave it as it is."""
+    if not path.exists():  # connecting would create it
+        return False
+    with engine.connect() as conn:  # None where no revision (or no such table) exists yet
+        if MigrationContext.configure(conn).get_current_revision() is None:
+            return False
+        return also_needs is None or sa.inspect(conn).has_table(also_needs)

@@ -116,10 +116,9 @@ def run_chunked_backfill(
     total_days = (end - start).days + 1
     if total_days <= days:
         return single_runs.run_range(start, end, selection)
-    # The fork server imports the code location (about 1.7 s on one core): started first, it
-    # does so while this process imports Dagster to plan the chunks, on the other core.
+    # Started first, the fork server imports the code location (about 1.7 s on one core) while
+    # this process imports Dagster to plan the chunks, on the other core.
     ctx = _worker_context()
-    _start_worker_server()
     from ml_platform.partitions import TRAILING_WINDOW_DAYS
 
     workers = workers or run_queue_limit()
@@ -195,20 +194,16 @@ def _failed(run: ChunkRun) -> bool:
 
 
 def _worker_context():
-    """Worker processes forked from a server that imported the code location once."""
+    """Worker processes forked from a server that imports the code location once; the server
+    starts now, not at the first worker's start."""
     import multiprocessing
+    from multiprocessing import forkserver
 
     ctx = multiprocessing.get_context("forkserver")
     # This module first: it silences Dagster's preview warnings in the server, as main does.
     ctx.set_forkserver_preload([__name__, "ml_platform.cli.worker_preload"])
-    return ctx
-
-
-def _start_worker_server() -> None:
-    """Start the fork server now rather than at the first worker's start."""
-    from multiprocessing import forkserver
-
     forkserver.ensure_running()
+    return ctx
 
 
 def _chunk_worker(conn, job_name: str, first: str, last: str, *, selection, tags, verbose) -> None:
