@@ -25,6 +25,7 @@ is stored. (With no target Dagster would clear the state: unknown, and blocking,
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -214,13 +215,59 @@ def contract_failures(
 
 
 def _failure_cases(schema: pa.DataFrameSchema, df: pl.DataFrame) -> pl.DataFrame | None:
+    """pandera's failure cases (index, column, check, failure_case), or None when all pass."""
     import pandera.polars as pa  # imported when a contract is first judged (see schemas)
 
+    cases = [_duplicate_cases(df, subset) for subset in _unique_subsets(schema, df)]
     try:
-        schema.validate(df, lazy=True)
+        _without_uniqueness(schema).validate(df, lazy=True)
     except pa.errors.SchemaErrors as err:
-        return err.failure_cases.select("index", "column", "check", "failure_case")
-    return None
+        cases.insert(0, err.failure_cases.select(_CASE_COLUMNS))
+    cases = [c for c in cases if c.height]
+    return pl.concat(cases, how="vertical_relaxed") if cases else None
+
+
+# Joint uniqueness (a schema's ``unique=``) is judged here, not by pandera: pandera's polars
+# backend hashes the key columns eagerly, then collects the whole frame again with a result
+# column. On a 5-day chunk of clean rows (1M rows) that was 0.11 s of the contract's 0.15 s
+# and 280 MB at the step's peak; a group-by over the key columns takes 45 ms and 130 MB, and
+# the rows of a duplicate are looked up only when there is one.
+_CASE_COLUMNS = ["index", "column", "check", "failure_case"]
+_UNIQUENESS = "multiple_fields_uniqueness"  # pandera's name for the rule, kept for readers
+_STRIPPED: dict[int, tuple[pa.DataFrameSchema, pa.DataFrameSchema]] = {}
+
+
+def _unique_subsets(schema: pa.DataFrameSchema, df: pl.DataFrame) -> list[list[str]]:
+    """The schema's jointly unique column sets, limited to columns the frame has (as pandera)."""
+    unique = schema.unique or []
+    subsets = [unique] if all(isinstance(c, str) for c in unique) else unique
+    present = [[c for c in subset if c in df.columns] for subset in subsets]
+    return [subset for subset in present if subset]
+
+
+def _duplicate_cases(df: pl.DataFrame, subset: list[str]) -> pl.DataFrame:
+    """One case per row whose values in ``subset`` occur more than once, as pandera reports it."""
+    repeated = df.lazy().group_by(subset).len().filter(pl.col("len") > 1).drop("len").collect()
+    if not repeated.height:
+        return pl.DataFrame(schema={"index": pl.Int32, "column": pl.Utf8, "check": pl.Utf8})
+    rows = df.with_row_index("index").join(repeated, on=subset, how="semi", maintain_order="left")
+    return rows.select(
+        pl.col("index").cast(pl.Int32),
+        pl.lit(None, pl.Utf8).alias("column"),
+        pl.lit(_UNIQUENESS).alias("check"),
+        pl.struct(pl.all().exclude("index")).struct.json_encode().alias("failure_case"),
+    )
+
+
+def _without_uniqueness(schema: pa.DataFrameSchema) -> pa.DataFrameSchema:
+    """The same schema with no ``unique=`` rule; made once per schema."""
+    if not schema.unique:
+        return schema
+    if id(schema) not in _STRIPPED:  # the original is kept so that its id is never reused
+        stripped = copy.copy(schema)
+        stripped.unique = None
+        _STRIPPED[id(schema)] = (schema, stripped)
+    return _STRIPPED[id(schema)][1]
 
 
 def _contract_failure(cases: pl.DataFrame) -> dict:

@@ -75,3 +75,40 @@ def test_an_empty_frame_is_judged_on_its_columns():
     assert _judge(_clean({DAY_1: ["a"]}).clear()) == {}
     failures = _judge(_clean({DAY_1: ["a"]}).clear().drop("lane"))
     assert set(failures) == {ALL_PARTITIONS}
+
+
+def test_joint_uniqueness_is_judged_without_pandera_copying_the_frame(monkeypatch):
+    """pandera's own uniqueness rule collects the whole frame again; the contract asks a group-by."""
+    from pandera.backends.polars.container import DataFrameSchemaBackend
+
+    calls = []
+    original = DataFrameSchemaBackend.check_column_values_are_unique
+    monkeypatch.setattr(
+        DataFrameSchemaBackend,
+        "check_column_values_are_unique",
+        lambda self, frame, schema: calls.append(schema.unique) or original(self, frame, schema),
+    )
+    failures = _judge(_clean({DAY_1: ["a", "a", "b"], DAY_2: ["a"]}))
+    assert not any(calls)  # pandera was given no uniqueness rule to run
+    assert list(failures) == ["2026-03-01"]
+    assert [f["index"] for f in failures["2026-03-01"]["failures"]] == [0, 1]
+    assert all(
+        f["check"] == "multiple_fields_uniqueness" for f in failures["2026-03-01"]["failures"]
+    )
+
+
+def test_each_set_of_jointly_unique_columns_is_judged_on_the_columns_present():
+    import pandera.polars as pa
+
+    schema = pa.DataFrameSchema(
+        {"day": pa.Column(pl.Date), "a": pa.Column(pl.Utf8), "b": pa.Column(pl.Int64)},
+        unique=[["day", "a"], ["day", "b", "gone"]],
+    )
+    frame = pl.DataFrame({"day": [DAY_1, DAY_1, DAY_1], "a": ["x", "y", "x"], "b": [1, 1, 2]})
+    failures = contract_failures(schema, frame, "day")["2026-03-01"]["failures"]
+    duplicates = [f for f in failures if f["check"] == "multiple_fields_uniqueness"]
+    # rows 0 and 2 repeat (day, a); rows 0 and 1 repeat (day, b), "gone" being absent
+    assert sorted(f["index"] for f in duplicates) == [0, 0, 1, 2]
+    assert '"a":"x"' in duplicates[0]["failure_case"]
+    # the missing column itself is pandera's frame-level failure, counted as before
+    assert schema.unique == [["day", "a"], ["day", "b", "gone"]]  # the schema is not changed
