@@ -72,7 +72,9 @@ def _row_count_outcome(clean: pl.LazyFrame, features: pl.DataFrame, days: list[d
         pl.DataFrame({"partition_date": days})
         .join(expected.rename({"len": "clean_rows"}), on="partition_date", how="left")
         .join(
-            features.group_by("partition_date").len().rename({"len": "feature_rows"}),
+            # Counted on the one column: an eager group-by copies every column of a
+            # multi-chunk frame into one chunk first.
+            features.select("partition_date").group_by("partition_date").len("feature_rows"),
             on="partition_date",
             how="left",
         )
