@@ -332,6 +332,7 @@ TEXT += ["destination_country", "transport_mode", "carrier"]
 FLOATS = ["distance_km", "weight_kg", "volume_m3", "price_eur"]
 LIMITS = {"distance_km": 40_000, "weight_kg": 200_000, "volume_m3": 5_000, "price_eur": 10_000_000}
 PARSED = ["booked_at", *FLOATS]  # typed from text: a value that does not parse is a reason
+ISO_UTC = "%Y-%m-%dT%H:%M:%S%.fZ"  # the drops' timestamps, given to the parser as the platform does
 
 
 def _rules() -> list:
@@ -418,7 +419,9 @@ def _floor(landing: Path, out: Path, days: int) -> None:
         write("raw", day, raw.drop("__row"))
         typed = raw.lazy().with_columns(
             *[pl.col(c).str.strip_chars().replace("", None) for c in TEXT],
-            pl.col("booked_at").str.to_datetime(time_unit="us", time_zone="UTC", strict=False),
+            pl.col("booked_at").str.to_datetime(
+                ISO_UTC, time_unit="us", time_zone="UTC", strict=False
+            ),
             *[pl.col(c).str.strip_chars().cast(pl.Float64, strict=False) for c in FLOATS],
             *[pl.col(c).alias(f"__text_{c}") for c in PARSED],
         )
