@@ -1,5 +1,3 @@
-import sys
+from ml_platform.cli import run
 
-from ml_platform.cli import main
-
-sys.exit(main())
+run()
