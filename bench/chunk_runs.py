@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -93,8 +94,6 @@ def _land(home: Path, days: int, rows_per_day: int) -> None:
 
 
 def _env(home: Path, rows_per_day: int) -> dict:
-    import os
-
     return {
         **os.environ,
         "ML_PLATFORM_HOME": str(home),
