@@ -15,16 +15,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
 import time
-from datetime import date, timedelta
+from datetime import timedelta
 from pathlib import Path
 
+import data_half  # the same landed drops and environment as the data-half benchmark
+
 REPO = Path(__file__).resolve().parents[1]
-START = date(2025, 1, 1)
+START = data_half.START
 PREPARE_CHUNK_DAYS = 2  # the window's own raw+clean runs: small enough for any volume here
 
 # One run in this fresh process, as ml_platform.cli.backfill_chunks' workers run one.
@@ -57,8 +58,9 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="chunk-runs-") as tmp:
         home = Path(tmp)
         days = args.window_days + sum(args.chunk_days)
-        _land(home, days, args.rows_per_day)
-        env = _env(home, args.rows_per_day)
+        data_half._land(home / "landing", days, args.rows_per_day)
+        (home / "dagster").mkdir()
+        env = data_half._env(home, args.rows_per_day)
         t0 = time.perf_counter()
         for first in range(0, args.window_days, PREPARE_CHUNK_DAYS):
             last = min(first + PREPARE_CHUNK_DAYS, args.window_days) - 1
@@ -81,26 +83,6 @@ def main() -> int:
 
 def _day(offset: int) -> str:
     return (START + timedelta(days=offset)).isoformat()
-
-
-def _land(home: Path, days: int, rows_per_day: int) -> None:
-    from ml_platform.demo.generator import GeneratorConfig, generate_drops
-
-    t0 = time.perf_counter()
-    config = GeneratorConfig(rows_per_day=rows_per_day, bad_row_share=0.01)
-    generate_drops(home / "landing", START, days, config)
-    print(f"landed {days} days x {rows_per_day:,} rows in {time.perf_counter() - t0:.0f}s")
-    (home / "dagster").mkdir()
-
-
-def _env(home: Path, rows_per_day: int) -> dict:
-    return {
-        **os.environ,
-        "ML_PLATFORM_HOME": str(home),
-        "ML_PLATFORM_START_DATE": START.isoformat(),
-        "ML_PLATFORM_ROWS_PER_DAY": str(rows_per_day),
-        "DAGSTER_HOME": str(home / "dagster"),
-    }
 
 
 def _run(env: dict, stage: int, first: str, last: str) -> dict:
