@@ -246,11 +246,18 @@ def _unique_subsets(schema: pa.DataFrameSchema, df: pl.DataFrame) -> list[list[s
 
 
 def _duplicate_cases(df: pl.DataFrame, subset: list[str]) -> pl.DataFrame:
-    """One case per row whose values in ``subset`` occur more than once, as pandera reports it."""
+    """One case per row whose values in ``subset`` occur more than once, as pandera reports it.
+
+    Every repeated row: pandera's polars backend reports all of them whatever a schema's
+    ``report_duplicates`` says.
+    """
     repeated = df.lazy().group_by(subset).len().filter(pl.col("len") > 1).drop("len").collect()
     if not repeated.height:
         return pl.DataFrame(schema={"index": pl.Int32, "column": pl.Utf8, "check": pl.Utf8})
-    rows = df.with_row_index("index").join(repeated, on=subset, how="semi", maintain_order="left")
+    # nulls_equal: a null key repeats a null key, as in pandera (polars' is_duplicated)
+    rows = df.with_row_index("index").join(
+        repeated, on=subset, how="semi", nulls_equal=True, maintain_order="left"
+    )
     return rows.select(
         pl.col("index").cast(pl.Int32),
         pl.lit(None, pl.Utf8).alias("column"),

@@ -112,3 +112,13 @@ def test_each_set_of_jointly_unique_columns_is_judged_on_the_columns_present():
     assert '"a":"x"' in duplicates[0]["failure_case"]
     # the missing column itself is pandera's frame-level failure, counted as before
     assert schema.unique == [["day", "a"], ["day", "b", "gone"]]  # the schema is not changed
+
+
+def test_a_null_key_repeats_a_null_key_as_in_pandera():
+    import pandera.polars as pa
+
+    columns = {"day": pa.Column(pl.Date), "a": pa.Column(pl.Utf8, nullable=True)}
+    schema = pa.DataFrameSchema(columns, unique=["day", "a"])
+    frame = pl.DataFrame({"day": [DAY_1] * 3, "a": [None, None, "x"]})
+    failures = contract_failures(schema, frame, "day")["2026-03-01"]["failures"]
+    assert [f["index"] for f in failures] == [0, 1]
