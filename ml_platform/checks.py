@@ -239,6 +239,8 @@ _STRIPPED: dict[int, tuple[pa.DataFrameSchema, pa.DataFrameSchema]] = {}
 
 def _unique_subsets(schema: pa.DataFrameSchema, df: pl.DataFrame) -> list[list[str]]:
     """The schema's jointly unique column sets, limited to columns the frame has (as pandera)."""
+    if not _judged_here(schema):
+        return []
     unique = schema.unique or []
     subsets = [unique] if all(isinstance(c, str) for c in unique) else unique
     present = [[c for c in subset if c in df.columns] for subset in subsets]
@@ -251,7 +253,9 @@ def _duplicate_cases(df: pl.DataFrame, subset: list[str]) -> pl.DataFrame:
     Every repeated row: pandera's polars backend reports all of them whatever a schema's
     ``report_duplicates`` says.
     """
-    repeated = df.lazy().group_by(subset).len().filter(pl.col("len") > 1).drop("len").collect()
+    count = "__ml_platform_repeats"  # not a key column's name, whatever the schema's are
+    repeated = df.lazy().group_by(subset).len(count).filter(pl.col(count) > 1).drop(count)
+    repeated = repeated.collect()
     if not repeated.height:
         return pl.DataFrame(schema={"index": pl.Int32, "column": pl.Utf8, "check": pl.Utf8})
     # nulls_equal: a null key repeats a null key, as in pandera (polars' is_duplicated)
@@ -266,9 +270,19 @@ def _duplicate_cases(df: pl.DataFrame, subset: list[str]) -> pl.DataFrame:
     )
 
 
+def _judged_here(schema: pa.DataFrameSchema) -> bool:
+    """Whether the frame as given is what pandera would judge uniqueness on.
+
+    A schema that coerces or filters columns judges the coerced frame; its uniqueness stays
+    with pandera (none of the platform's contracts does either).
+    """
+    coerces = schema.coerce or any(getattr(c, "coerce", False) for c in schema.columns.values())
+    return bool(schema.unique) and not coerces and schema.strict != "filter"
+
+
 def _without_uniqueness(schema: pa.DataFrameSchema) -> pa.DataFrameSchema:
     """The same schema with no ``unique=`` rule; made once per schema."""
-    if not schema.unique:
+    if not _judged_here(schema):
         return schema
     if id(schema) not in _STRIPPED:  # the original is kept so that its id is never reused
         stripped = copy.copy(schema)

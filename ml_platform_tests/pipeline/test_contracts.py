@@ -122,3 +122,19 @@ def test_a_null_key_repeats_a_null_key_as_in_pandera():
     frame = pl.DataFrame({"day": [DAY_1] * 3, "a": [None, None, "x"]})
     failures = contract_failures(schema, frame, "day")["2026-03-01"]["failures"]
     assert [f["index"] for f in failures] == [0, 1]
+
+
+def test_uniqueness_on_any_column_name_and_coercing_schemas_left_to_pandera():
+    import pandera.polars as pa
+
+    frame = pl.DataFrame({"day": [DAY_1] * 2, "len": [1, 1], "v": ["1", "01"]})
+    by_len = pa.DataFrameSchema({"day": pa.Column(pl.Date), "len": pa.Column(pl.Int64)})
+    by_len.unique = ["day", "len"]
+    failures = contract_failures(by_len, frame.drop("v"), "day")["2026-03-01"]["failures"]
+    assert [f["index"] for f in failures] == [0, 1]
+    # "1" and "01" are one value once coerced: pandera judges the coerced frame
+    coercing = pa.DataFrameSchema(
+        {"day": pa.Column(pl.Date), "v": pa.Column(pl.Int64, coerce=True)}, unique=["day", "v"]
+    )
+    failures = contract_failures(coercing, frame.drop("len"), "day")["2026-03-01"]["failures"]
+    assert [f["index"] for f in failures] == [0, 1]
