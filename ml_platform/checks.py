@@ -218,12 +218,20 @@ def _failure_cases(schema: pa.DataFrameSchema, df: pl.DataFrame) -> pl.DataFrame
     """pandera's failure cases (index, column, check, failure_case), or None when all pass."""
     import pandera.polars as pa  # imported when a contract is first judged (see schemas)
 
-    cases = [_duplicate_cases(df, subset) for subset in _unique_subsets(schema, df)]
+    duplicates = [
+        _duplicate_cases(df, subset, schema.name) for subset in _unique_subsets(schema, df)
+    ]
+    frame_level, column_level = pl.DataFrame(), pl.DataFrame()
     try:
         _without_uniqueness(schema).validate(df, lazy=True)
     except pa.errors.SchemaErrors as err:
-        cases.insert(0, err.failure_cases.select(_CASE_COLUMNS))
-    cases = [c for c in cases if c.height]
+        found = err.failure_cases
+        by_frame = pl.col("schema_context") == "DataFrameSchema"
+        frame_level = found.filter(by_frame).select(_CASE_COLUMNS)
+        column_level = found.filter(~by_frame).select(_CASE_COLUMNS)
+    # In pandera's order: the frame's own rules (columns present, then uniqueness), then
+    # each column's checks.
+    cases = [c for c in [frame_level, *duplicates, column_level] if c.height]
     return pl.concat(cases, how="vertical_relaxed") if cases else None
 
 
@@ -247,7 +255,7 @@ def _unique_subsets(schema: pa.DataFrameSchema, df: pl.DataFrame) -> list[list[s
     return [subset for subset in present if subset]
 
 
-def _duplicate_cases(df: pl.DataFrame, subset: list[str]) -> pl.DataFrame:
+def _duplicate_cases(df: pl.DataFrame, subset: list[str], schema_name: str | None) -> pl.DataFrame:
     """One case per row whose values in ``subset`` occur more than once, as pandera reports it.
 
     Every repeated row: pandera's polars backend reports all of them whatever a schema's
@@ -264,7 +272,7 @@ def _duplicate_cases(df: pl.DataFrame, subset: list[str]) -> pl.DataFrame:
     )
     return rows.select(
         pl.col("index").cast(pl.Int32),
-        pl.lit(None, pl.Utf8).alias("column"),
+        pl.lit(schema_name, pl.Utf8).alias("column"),  # pandera names the schema here
         pl.lit(_UNIQUENESS).alias("check"),
         pl.struct(pl.all().exclude("index")).struct.json_encode().alias("failure_case"),
     )

@@ -138,3 +138,14 @@ def test_uniqueness_on_any_column_name_and_coercing_schemas_left_to_pandera():
     )
     failures = contract_failures(coercing, frame.drop("len"), "day")["2026-03-01"]["failures"]
     assert [f["index"] for f in failures] == [0, 1]
+
+
+def test_a_days_failures_are_listed_in_panderas_order():
+    frame = _clean({DAY_1: ["a", "a", "b"]}).with_columns(
+        price_eur=pl.when(pl.col("shipment_id") == "b").then(-1.0).otherwise("price_eur")
+    )
+    problem = _judge(frame)["2026-03-01"]["problem"]
+    assert problem == (
+        "3 contract failure(s): clean_shipments: multiple_fields_uniqueness, "
+        "price_eur: greater_than(0)"
+    )
