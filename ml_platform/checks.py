@@ -242,7 +242,6 @@ def _failure_cases(schema: pa.DataFrameSchema, df: pl.DataFrame) -> pl.DataFrame
 # the rows of a duplicate are looked up only when there is one.
 _CASE_COLUMNS = ["index", "column", "check", "failure_case"]
 _UNIQUENESS = "multiple_fields_uniqueness"  # pandera's name for the rule, kept for readers
-_STRIPPED: dict[int, tuple[pa.DataFrameSchema, pa.DataFrameSchema]] = {}
 
 
 def _unique_subsets(schema: pa.DataFrameSchema, df: pl.DataFrame) -> list[list[str]]:
@@ -265,7 +264,7 @@ def _duplicate_cases(df: pl.DataFrame, subset: list[str], schema_name: str | Non
     repeated = df.lazy().group_by(subset).len(count).filter(pl.col(count) > 1).drop(count)
     repeated = repeated.collect()
     if not repeated.height:
-        return pl.DataFrame(schema={"index": pl.Int32, "column": pl.Utf8, "check": pl.Utf8})
+        return pl.DataFrame()
     # nulls_equal: a null key repeats a null key, as in pandera (polars' is_duplicated)
     rows = df.with_row_index("index").join(
         repeated, on=subset, how="semi", nulls_equal=True, maintain_order="left"
@@ -289,14 +288,12 @@ def _judged_here(schema: pa.DataFrameSchema) -> bool:
 
 
 def _without_uniqueness(schema: pa.DataFrameSchema) -> pa.DataFrameSchema:
-    """The same schema with no ``unique=`` rule; made once per schema."""
+    """The same schema with no ``unique=`` rule (a shallow copy: microseconds per call)."""
     if not _judged_here(schema):
         return schema
-    if id(schema) not in _STRIPPED:  # the original is kept so that its id is never reused
-        stripped = copy.copy(schema)
-        stripped.unique = None
-        _STRIPPED[id(schema)] = (schema, stripped)
-    return _STRIPPED[id(schema)][1]
+    stripped = copy.copy(schema)
+    stripped.unique = None
+    return stripped
 
 
 def _contract_failure(cases: pl.DataFrame) -> dict:
