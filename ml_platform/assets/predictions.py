@@ -179,9 +179,13 @@ def prediction_quality(
 ):
     if "in_sample" not in predictions.columns:  # quotes made before in-sample marking
         predictions = predictions.with_columns(in_sample=pl.lit(False))
+    # By day and id: an id may be booked again on a later day (ids are unique per day), and a
+    # range run must compare each quote with the price paid for its own day's booking.
     joined = predictions.join(
-        actuals.select("shipment_id", pl.col("price_eur").alias("actual_price_eur")),
-        on="shipment_id",
+        actuals.select(
+            "partition_date", "shipment_id", pl.col("price_eur").alias("actual_price_eur")
+        ),
+        on=["partition_date", "shipment_id"],
         how="inner",
     )
     # Only quotes for days the model never saw count as live performance.
