@@ -62,3 +62,15 @@ def test_prod_has_the_same_graph_on_its_own_resources(specs, snapshot):
         k: v for k, v in local.items() if k != "resources"
     }
     assert prod["resources"] == snapshot
+
+
+def test_every_daily_asset_backfills_in_bounded_chunks(specs):
+    """A backfill's memory grows with its chunk, never with its range (issue 13)."""
+    unbounded = [
+        key
+        for key, asset in specs["local"]["assets"].items()
+        if asset["partitions"]
+        and asset["partitions"]["type"] == "DailyPartitionsDefinition"
+        and asset["backfill_policy"] != "BackfillPolicy(max_partitions_per_run=5)"
+    ]
+    assert unbounded == []

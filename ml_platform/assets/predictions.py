@@ -16,7 +16,7 @@ from ml_platform.checks import evaluations
 from ml_platform.execution import WAREHOUSE_POOL
 from ml_platform.models.artifacts import ArtifactError
 from ml_platform.models.training import MissingFeaturesError, predict
-from ml_platform.partitions import daily_partitions
+from ml_platform.partitions import daily_backfill_policy, daily_partitions
 from ml_platform.provenance.champion import (
     CHAMPION_KEY,
     describe_model,
@@ -74,7 +74,7 @@ def predict_condition() -> dg.AutomationCondition:
     io_manager_key="warehouse_io_manager",
     required_resource_keys={"lake_io_manager"},
     metadata={"partition_expr": "partition_date"},
-    backfill_policy=dg.BackfillPolicy.single_run(),
+    backfill_policy=daily_backfill_policy,
     automation_condition=predict_condition(),
     pool=WAREHOUSE_POOL,
 )
@@ -169,7 +169,7 @@ def _distribution(quotes: pl.DataFrame, live: dict) -> dict:
     },
     io_manager_key="warehouse_io_manager",
     metadata={"partition_expr": "partition_date"},
-    backfill_policy=dg.BackfillPolicy.single_run(),
+    backfill_policy=daily_backfill_policy,
     automation_condition=follows_upstream(),
     check_specs=[QUALITY_CHECK],
     pool=WAREHOUSE_POOL,

@@ -26,7 +26,11 @@ STAGES = {
     "data": ["group:raw or group:clean", "group:features"],
     "raw": ["group:raw"],
     "features": ["group:features"],
+    "predict": ["group:predictions or group:monitoring"],
 }
+# What a stage's runs import beyond the code location, in the fork server once rather than
+# in every worker: prediction runs load a model (scikit-learn and skops, about 2.6 s).
+EXTRA_PRELOAD = {"predict": ["ml_platform.cli.model_preload"]}
 
 # Worker processes import this module first (see _worker_context): as quiet as the CLI.
 warnings.filterwarnings("ignore", message=r".*is currently in (preview|beta)")
@@ -118,7 +122,7 @@ def run_chunked_backfill(
         return single_runs.run_range(start, end, selection)
     # Started first, the fork server imports the code location (about 1.7 s on one core) while
     # this process imports Dagster to plan the chunks, on the other core.
-    ctx = _worker_context()
+    ctx = _worker_context(EXTRA_PRELOAD.get(selection, []))
     from ml_platform.partitions import TRAILING_WINDOW_DAYS
 
     workers = workers or run_queue_limit()
@@ -193,15 +197,15 @@ def _failed(run: ChunkRun) -> bool:
     return run.outcome is not None and not run.outcome["success"]
 
 
-def _worker_context():
-    """Worker processes forked from a server that imports the code location once; the server
-    starts now, not at the first worker's start."""
+def _worker_context(extra_preload: list[str]):
+    """Worker processes forked from a server that imports the code location (and
+    ``extra_preload``) once; the server starts now, not at the first worker's start."""
     import multiprocessing
     from multiprocessing import forkserver
 
     ctx = multiprocessing.get_context("forkserver")
     # This module first: it silences Dagster's preview warnings in the server, as main does.
-    ctx.set_forkserver_preload([__name__, "ml_platform.cli.worker_preload"])
+    ctx.set_forkserver_preload([__name__, "ml_platform.cli.worker_preload", *extra_preload])
     forkserver.ensure_running()
     return ctx
 

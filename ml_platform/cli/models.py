@@ -60,7 +60,11 @@ def run_predict(args: argparse.Namespace) -> int:
     last = args.to or args.date
     if last < args.date:
         raise UsageError(f"--to {last} is before --date {args.date}")
-    return run_job("predict_prices", first=args.date.isoformat(), last=last.isoformat())
+    # In chunks of the backfill policy's size, as `ml-platform backfill --select predict`:
+    # a year of quotes holds one chunk's features in memory at a time, not the year's.
+    from ml_platform.cli.backfill_chunks import run_chunked_backfill
+
+    return run_chunked_backfill(args.date, last, "predict", None)
 
 
 def promote_week(week: str, reason: str) -> int:

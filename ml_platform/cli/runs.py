@@ -15,9 +15,15 @@ SELECTIONS = {
     "data": "group:raw or group:clean or group:features",
     "raw": "group:raw",
     "features": "group:features",
+    "predict": "group:predictions or group:monitoring",
 }
 # The job each selection runs as, so CLI runs show under a meaningful name in the UI.
-JOBS = {"data": "data_pipeline", "raw": "ingest_shipments", "features": "data_pipeline"}
+JOBS = {
+    "data": "data_pipeline",
+    "raw": "ingest_shipments",
+    "features": "data_pipeline",
+    "predict": "predict_prices",
+}
 # Selections that are a part of their job's assets (run with an asset selection).
 PARTIAL = {"features"}
 
@@ -25,6 +31,7 @@ STAGE_NAMES = {
     "group:raw or group:clean": "raw+clean",
     "group:features": "features",
     "group:raw": "raw",
+    "group:predictions or group:monitoring": "quotes+quality",
 }
 
 

@@ -38,6 +38,14 @@ def test_train_promote_predict_rollback_from_the_command_line(tmp_path):
     predicted = _cli(env, "predict", "--date", "2026-02-09", "--to", "2026-02-10")
     assert predicted.returncode == 0, predicted.stderr
     assert "succeeded: predict_prices 2026-02-09..2026-02-10" in predicted.stdout
+    # Longer than a backfill chunk (5 days here): one run per chunk, side by side, so memory
+    # holds a chunk's features, never the range's.
+    week = _cli(env, "predict", "--date", "2026-02-03", "--to", "2026-02-09")
+    assert week.returncode == 0, week.stderr
+    assert "7 days in 2 chunks of up to 5 days, 2 runs" in week.stdout
+    for chunk in ("2026-02-03..2026-02-07, 5 partitions", "2026-02-08..2026-02-09, 2 partitions"):
+        assert f"succeeded: predict_prices[quotes+quality] {chunk}" in week.stdout, week.stdout
+    assert "backfill succeeded: predict 2026-02-03..2026-02-09, 2/2 runs" in week.stdout
     rolled = _cli(env, "rollback", "--reason", "older data was worse")
     assert rolled.returncode == 0, rolled.stderr
     assert "rolling back from week 2026-01-26 to week 2026-02-02" in rolled.stdout
