@@ -104,6 +104,7 @@ def run_chunked_backfill(
     selection: str,
     workers: int | None,
     runs_out: list[ChunkRun] | None = None,
+    days_per_run: int | None = None,
 ) -> int:
     """The range in chunks of the backfill policy's size, ``workers`` runs at a time.
 
@@ -112,11 +113,12 @@ def run_chunked_backfill(
     its own chunk, and both cores work. Each run is a real run on the instance, atomic on
     its own (see storage/current.py). A failed run fails alone: the runs that do not read
     its days still land, and the summary names it with the command that retries it.
-    ``runs_out`` (tests, benchmarks) receives the runs with their outcomes.
+    ``runs_out`` (tests, benchmarks) receives the runs with their outcomes. ``days_per_run``
+    overrides the settings' chunk size (the demo sizes it from the rows it lands).
     """
     from multiprocessing.connection import wait
 
-    days = load_settings().backfill_days_per_run
+    days = days_per_run or load_settings().backfill_days_per_run
     total_days = (end - start).days + 1
     if total_days <= days:
         return single_runs.run_range(start, end, selection)

@@ -12,7 +12,6 @@ from ml_platform.cli.errors import UsageError, iso_date
 from ml_platform.cli.runs import (
     SELECTIONS,
     run_job,
-    run_range,
     submit_backfill,
     verbose_option,
 )
@@ -75,7 +74,10 @@ def run_demo(args: argparse.Namespace) -> int:
     if args.materialize_days <= 0:
         return 0
     end = start + timedelta(days=args.materialize_days - 1)
-    if run_range(start, end, "data"):
+    # In chunks sized by the rows the demo lands, as a backfill of that volume runs: the
+    # default demo is one run, a year at production volume runs in bounded chunks.
+    days_per_run = max(1, settings.backfill_rows_per_run // args.rows_per_day)
+    if run_chunked_backfill(start, end, "data", None, days_per_run=days_per_run):
         return 1
     week = last_trainable_week(start, end)
     if week is None:

@@ -172,3 +172,21 @@ def test_explain_without_a_resolvable_champion_is_one_line(env, monkeypatch):
     lines = result.stderr.splitlines()
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("ml-platform explain: ")
+
+
+def test_a_demo_larger_than_a_backfill_chunk_runs_in_chunks(tmp_path):
+    """The demo sizes its chunks from the rows it lands (here 1,000 rows a run, 200 a day)."""
+    environ = {
+        **os.environ,
+        "ML_PLATFORM_HOME": str(tmp_path / "home"),
+        "ML_PLATFORM_BACKFILL_ROWS_PER_RUN": "1000",
+    }
+    environ.pop("DAGSTER_HOME", None)
+    result = _cli(
+        environ, "demo", "--days", "8", "--rows-per-day", "200", "--materialize-days", "8"
+    )
+    assert result.returncode == 0, result.stderr
+    _no_noise(result)
+    assert "8 days in 2 chunks of up to 5 days, 4 runs" in result.stdout, result.stdout
+    assert RUN_LINE.findall(result.stdout) == ["succeeded"] * 4, result.stdout
+    assert re.search(r"^backfill succeeded: data .*, 4/4 runs", result.stdout, re.M)
