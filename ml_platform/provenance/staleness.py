@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, field
 
 import dagster as dg
 
+from ml_platform.automation import CONTENT_HASH
 from ml_platform.provenance.champion import CHAMPION_KEY, PRICE_MODEL_KEY
 from ml_platform.provenance.impact import _topological_downstream
 from ml_platform.provenance.lineage import CODE_VERSION_TAG, DATA_VERSION_TAG, fetch_by_storage_ids
@@ -155,10 +156,8 @@ def _input_reason(asset: str, read: dict, now, stale: dict) -> dict | None:
     where = asset + (f" {read['partition']}" if read["partition"] else "")
     if now is None:
         return None
-    now_version = (now.asset_materialization.tags or {}).get(DATA_VERSION_TAG)
     if now.storage_id != read.get("storage_id"):
-        same = now_version is not None and now_version == read.get("data_version")
-        if same:  # re-materialized with identical content: nothing to redo
+        if _same_content(read, now):  # re-materialized with identical content: nothing to redo
             return None
         if asset == CHAMPION_KEY.to_user_string():
             promotion = now.asset_materialization.metadata["ml_platform/promotion"].value
@@ -196,3 +195,23 @@ def _input_reason(asset: str, read: dict, now, stale: dict) -> dict | None:
             "detail": detail,
         }
     return None
+
+
+def _same_content(read: dict, now) -> bool:
+    """Whether the current version holds the content that was read.
+
+    The same data version says so (for the champion, the same model made live again). Else
+    the per-partition content hash the IO managers record decides, as automation decides
+    (``ml_platform.automation.ContentChanged``): a range run gives every partition of an
+    output one data version, the whole range's, so the same day built alone or in another
+    range has another data version with the same rows.
+    """
+    now_version = (now.asset_materialization.tags or {}).get(DATA_VERSION_TAG)
+    if now_version is not None and now_version == read.get("data_version"):
+        return True
+    current = now.asset_materialization.metadata.get(CONTENT_HASH)
+    return (
+        bool(read.get("content_hash"))
+        and current is not None
+        and (current.value == read["content_hash"])
+    )
