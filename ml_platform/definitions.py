@@ -20,6 +20,7 @@ from ml_platform.jobs import (
     train_job,
 )
 from ml_platform.maintenance import prune_history_job, prune_history_schedule
+from ml_platform.rerun_passed_days import rerun_passed_days
 from ml_platform.retention_job import retention_job
 from ml_platform.sensors import landing_zone_sensor
 from ml_platform.settings import load_settings
@@ -57,7 +58,7 @@ def build_definitions() -> dg.Definitions:
             prune_history_job,
         ],
         schedules=[prune_history_schedule],
-        sensors=[landing_zone_sensor, automation_sensor],
+        sensors=[landing_zone_sensor, automation_sensor, rerun_passed_days],
         resources=resources_for(settings),
         executor=executor_for(settings),
     )

@@ -1,0 +1,99 @@
+"""Runs again, once, the days of a failed range run that passed their blocking checks.
+
+A run over several days (a backfill chunk, or an automation tick that found several days
+ready at once) is atomic: when one day fails a blocking check, none of the run's days is
+stored (``ml_platform.checks.gated``). Nothing else would ask for the days that passed:
+their inputs did not change, and the automation conditions count them as handled, so they
+stayed missing (and every feature day whose window reads them) until someone backfilled
+them by hand. This sensor requests them as soon as the run fails, without the failing days
+and without the assets downstream of the failed checks (automation builds those once the
+days are stored). A day that failed a check waits for new data, as before.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import date, timedelta
+
+import dagster as dg
+
+from ml_platform.jobs import data_pipeline_job
+
+RANGE_START = "dagster/asset_partition_range_start"
+RANGE_END = "dagster/asset_partition_range_end"
+RERUN_OF_TAG = "ml_platform/rerun_of"
+
+
+@dg.run_failure_sensor(
+    name="rerun_passed_days",
+    request_job=data_pipeline_job,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    minimum_interval_seconds=30,
+    description=(
+        "When a run over several days fails because some of them failed a blocking check, "
+        "runs the days that passed again, once, without the failing days."
+    ),
+)
+def rerun_passed_days(context: dg.RunFailureSensorContext):
+    run = context.dagster_run
+    first, last = run.tags.get(RANGE_START), run.tags.get(RANGE_END)
+    if not first or first == last:
+        return dg.SkipReason(f"run {run.run_id} covered one partition: nothing to separate")
+    outcomes = blocking_outcomes(context.instance, run.run_id)
+    failed = {key for key, days in outcomes.items() if not all(days.values())}
+    if not failed:
+        return dg.SkipReason(f"run {run.run_id} failed for another reason than a blocking check")
+    passed = [
+        day for day in _days(first, last) if all(outcomes[key].get(day) is True for key in failed)
+    ]
+    graph = context.repository_def.asset_graph
+    pipeline = data_pipeline_job.selection.resolve(graph)
+    # A whole data_pipeline run has no asset selection of its own.
+    selected = run.asset_selection or (pipeline if run.job_name == data_pipeline_job.name else ())
+    downstream = dg.AssetSelection.assets(*failed).downstream(include_self=False).resolve(graph)
+    keep = sorted((set(selected) & pipeline) - downstream, key=lambda k: k.to_user_string())
+    if not passed or not keep:
+        return dg.SkipReason(f"run {run.run_id}: no day passed every blocking check")
+    return [
+        dg.RunRequest(
+            run_key=f"{run.run_id}:{a}..{b}",
+            asset_selection=keep,
+            tags={RANGE_START: a, RANGE_END: b, RERUN_OF_TAG: run.run_id},
+        )
+        for a, b in contiguous_ranges(passed)
+    ]
+
+
+def blocking_outcomes(
+    instance: dg.DagsterInstance, run_id: str
+) -> dict[dg.AssetKey, dict[str, bool]]:
+    """Per asset and day: whether every blocking check evaluated in the run passed there."""
+    records = instance.get_records_for_run(
+        run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION
+    ).records
+    outcomes: dict[dg.AssetKey, dict[str, bool]] = defaultdict(dict)
+    for record in records:
+        evaluation = record.event_log_entry.dagster_event.asset_check_evaluation_data
+        if not evaluation.blocking or evaluation.partition is None:
+            continue
+        days = outcomes[evaluation.asset_key]
+        days[evaluation.partition] = days.get(evaluation.partition, True) and evaluation.passed
+    return dict(outcomes)
+
+
+def contiguous_ranges(days: list[str]) -> list[tuple[str, str]]:
+    """Sorted ISO days as (first, last) runs of consecutive days."""
+    ranges: list[tuple[str, str]] = []
+    for day in days:
+        if ranges and date.fromisoformat(ranges[-1][1]) + timedelta(days=1) == date.fromisoformat(
+            day
+        ):
+            ranges[-1] = (ranges[-1][0], day)
+        else:
+            ranges.append((day, day))
+    return ranges
+
+
+def _days(first: str, last: str) -> list[str]:
+    a, b = date.fromisoformat(first), date.fromisoformat(last)
+    return [(a + timedelta(days=i)).isoformat() for i in range((b - a).days + 1)]

@@ -1,0 +1,108 @@
+"""A day that fails a blocking check no longer keeps the other days of its run missing.
+
+The landing sensor ingests three drops one run each; the next automation tick finds all
+three days ready and requests clean for them, which runs as one range run. Day 3's drop is
+half bad rows, so its row-count check fails and the run stores nothing. The rerun sensor,
+ticked on that failure, requests days 1 and 2 again without day 3; once they are stored,
+automation builds their features.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+
+import dagster as dg
+
+from ml_platform.demo.generator import GeneratorConfig, write_drop
+from ml_platform.rerun_passed_days import RERUN_OF_TAG, rerun_passed_days
+from ml_platform_tests.pipeline.helpers import AutomationDriver, Platform, run_failure_message
+
+CLEAN = dg.AssetKey(["clean", "shipments"])
+REJECTED = dg.AssetKey(["clean", "shipments_rejected"])
+FEATURES = dg.AssetKey(["features", "shipment_features"])
+DAYS = ["2026-01-01", "2026-01-02", "2026-01-03"]
+
+
+def _tick_rerun_sensor(defs, instance, run_id: str):
+    run = instance.get_run_by_id(run_id)
+    (failure,) = instance.get_records_for_run(
+        run_id, of_type=dg.DagsterEventType.RUN_FAILURE
+    ).records
+    context = dg.build_run_status_sensor_context(
+        sensor_name=rerun_passed_days.name,
+        dagster_event=failure.event_log_entry.dagster_event,
+        dagster_instance=instance,
+        dagster_run=run,
+        repository_def=defs.get_repository_def(),
+    ).for_run_failure()
+    return rerun_passed_days(context)
+
+
+def test_the_days_that_passed_are_run_again_alone(tmp_path):
+    from ml_platform_tests.fixtures.dagster import local_platform
+
+    home = tmp_path / "home"
+    with local_platform(home) as (defs, instance):
+        for day in DAYS:
+            bad_share = 0.5 if day == DAYS[-1] else 0.0
+            config = GeneratorConfig(rows_per_day=200, bad_row_share=bad_share)
+            write_drop(home / "landing", date.fromisoformat(day), config)
+        automation = AutomationDriver(defs, instance)
+        automation.tick()  # the daemon's first evaluation: nothing to do yet
+        p = Platform(defs, instance)
+        for day in DAYS:  # the landing sensor: one raw run per drop
+            assert p.run(["raw/shipments"], partition=day).success
+
+        requested = dg.evaluate_automation_conditions(
+            defs=defs, instance=instance, cursor=automation.cursor
+        )
+        automation.cursor = requested.cursor
+        assert sorted(requested.get_requested_partitions(CLEAN)) == DAYS
+        failed = defs.resolve_implicit_global_asset_job_def().execute_in_process(
+            instance=instance,
+            asset_selection=[CLEAN, REJECTED],
+            tags={
+                "dagster/asset_partition_range_start": DAYS[0],
+                "dagster/asset_partition_range_end": DAYS[-1],
+            },
+            raise_on_error=False,
+        )
+        assert not failed.success
+        assert f"{DAYS[-1]} clean/shipments row_count_sanity" in run_failure_message(failed)
+        assert instance.get_materialized_partitions(CLEAN) == set()
+        assert automation.tick() == {}  # the daemon's next tick: the failure requests nothing
+
+        (request,) = _tick_rerun_sensor(defs, instance, failed.run_id)
+        assert sorted(request.asset_selection) == sorted([CLEAN, REJECTED])
+        assert request.tags["dagster/asset_partition_range_start"] == DAYS[0]
+        assert request.tags["dagster/asset_partition_range_end"] == DAYS[1]
+        assert request.tags[RERUN_OF_TAG] == failed.run_id
+        rerun = defs.resolve_job_def(rerun_passed_days.job_name).execute_in_process(
+            instance=instance,
+            asset_selection=list(request.asset_selection),
+            tags={**request.tags, "dagster/run_key": request.run_key},
+            raise_on_error=False,
+        )
+        assert rerun.success, run_failure_message(rerun)
+        assert instance.get_materialized_partitions(CLEAN) == set(DAYS[:2])
+
+        # Automation takes it from there; day 3 waits for a new drop.
+        requested = automation.tick()
+        assert requested.get("features/shipment_features") == DAYS[:2]
+        assert instance.get_materialized_partitions(FEATURES) == set(DAYS[:2])
+
+        # A range run that failed for another reason (day 3 has no clean data to read) is
+        # left to whoever runs it: nothing is requested.
+        other = defs.resolve_implicit_global_asset_job_def().execute_in_process(
+            instance=instance,
+            asset_selection=[FEATURES],
+            tags={
+                "dagster/asset_partition_range_start": DAYS[1],
+                "dagster/asset_partition_range_end": DAYS[2],
+            },
+            raise_on_error=False,
+        )
+        assert not other.success
+        skipped = _tick_rerun_sensor(defs, instance, other.run_id)
+        assert isinstance(skipped, dg.SkipReason), skipped
+        assert "failed for another reason than a blocking check" in skipped.skip_message
