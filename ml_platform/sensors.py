@@ -1,7 +1,9 @@
 """The landing-zone sensor: one run per completed drop whose content is not ingested yet."""
 
+import hashlib
 import json
 from dataclasses import dataclass, replace
+from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
 
@@ -15,6 +17,13 @@ FINGERPRINT_METADATA = "ml_platform/drop_fingerprint"
 RUN_KEY_TAG = "dagster/run_key"
 # Bounds one tick's hashing work; the rest of a large first sighting follows next tick.
 MAX_DROPS_PER_TICK = 100
+# Dagster stores the cursor with every tick, skipped ones included (every 30 s): one entry
+# per day ever ingested made it grow without end (about 50 KB per tick after a year). A month
+# whose days are all settled (hashed, their runs done, none failed) this many days after its
+# end is kept as one digest of its drops' tokens instead; a re-drop into it changes the
+# digest, and that month's days are looked at again, once (hashed and compared with what raw
+# holds, so only the changed day runs).
+FOLD_MONTHS_AFTER_DAYS = 7
 
 
 @dataclass
@@ -39,12 +48,16 @@ class Seen:
     ),
 )
 def landing_zone_sensor(context: dg.SensorEvaluationContext, landing: LandingZone):
-    # Cursor: partition -> Seen. A tick stats each drop's folder and marker and hashes only
-    # the drops whose token moved; a drop is remembered only once it has been hashed.
-    seen = {p: Seen(*entry) for p, entry in json.loads(context.cursor or "{}").items()}
+    # Cursor: partition -> Seen, and month -> digest of its settled days' tokens. A tick stats
+    # each drop's folder and marker and hashes only the drops whose token moved; a drop is
+    # remembered only once it has been hashed.
+    seen, months = _load_cursor(context.cursor)
     _follow_up_runs(context.instance, seen)
     tokens = landing.completed_drops()
-    changed = sorted(p for p, t in tokens.items() if not _handled(seen.get(p), t))
+    folded = _unchanged_months(months, tokens)
+    changed = sorted(
+        p for p, t in tokens.items() if p[:7] not in folded and not _handled(seen.get(p), t)
+    )
     requests, notes, hashed = [], [], 0
     for partition in changed:
         if not daily_partitions.has_partition_key(partition):
@@ -75,8 +88,63 @@ def landing_zone_sensor(context: dg.SensorEvaluationContext, landing: LandingZon
             context.log.warning(note)
     else:
         skip = "; ".join([f"no new or changed drops among {len(tokens)} completed", *notes])
-    cursor = json.dumps({p: list(vars(s).values()) for p, s in seen.items()})
+    _fold_settled_months(seen, folded, tokens, datetime.now(UTC).date())
+    days = {p: list(vars(s).values()) for p, s in seen.items()}
+    cursor = json.dumps({"days": days, "months": folded})
     return dg.SensorResult(run_requests=requests, cursor=cursor, skip_reason=skip)
+
+
+def _load_cursor(cursor: str | None) -> tuple[dict[str, Seen], dict[str, str]]:
+    data = json.loads(cursor or "{}")
+    if "days" not in data:  # the flat partition -> entry cursor of earlier releases
+        data = {"days": data, "months": {}}
+    return {p: Seen(*entry) for p, entry in data["days"].items()}, dict(data["months"])
+
+
+def _month_digest(tokens: dict[str, str], month: str) -> str:
+    lines = sorted(f"{p}={t}" for p, t in tokens.items() if p[:7] == month)
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest()[:16]
+
+
+def _unchanged_months(months: dict[str, str], tokens: dict[str, str]) -> dict[str, str]:
+    """The folded months whose drops are as they were; the others are unfolded."""
+    return {m: d for m, d in months.items() if _month_digest(tokens, m) == d}
+
+
+def _fold_settled_months(
+    seen: dict[str, Seen], folded: dict[str, str], tokens: dict[str, str], today: date
+) -> None:
+    """Replace the entries of settled, long-ended months by one digest each (see above)."""
+    by_month: dict[str, list[str]] = {}
+    for partition in tokens:
+        by_month.setdefault(partition[:7], []).append(partition)
+    for month, partitions in by_month.items():
+        if month in folded or not _month_over(month, today):
+            continue
+        entries = [seen.get(p) for p in partitions]
+        if all(_settled(e, tokens[p]) for e, p in zip(entries, partitions, strict=True)):
+            folded[month] = _month_digest(tokens, month)
+            for partition in partitions:
+                del seen[partition]
+
+
+def _month_over(month: str, today: date) -> bool:
+    try:
+        first = date.fromisoformat(f"{month}-01")
+    except ValueError:  # not a day's folder: never folded
+        return False
+    next_month = (first + timedelta(days=32)).replace(day=1)
+    return next_month + timedelta(days=FOLD_MONTHS_AFTER_DAYS) <= today
+
+
+def _settled(entry: Seen | None, token: str) -> bool:
+    """Hashed at this token, no run pending, no failure waiting on a fix."""
+    return (
+        entry is not None
+        and _handled(entry, token)
+        and entry.run_key is None
+        and entry.failure is None
+    )
 
 
 def _handled(prev: Seen | None, token: str) -> bool:

@@ -127,10 +127,10 @@ def test_redrop_with_new_content_triggers_once_and_same_content_never(instance, 
     same = {_key(partition, f"part-{n:03d}.csv"): f"{partition},{n}\n".encode() for n in range(3)}
     _upload(gcs_client, landed, same)
     _upload(gcs_client, landed, {_key(partition, MARKER): b""})
-    before = json.loads(cursor)[partition]
+    before = json.loads(cursor)["days"][partition]
     requests, cursor = _tick(instance, zone, cursor)
     assert requests == []
-    after = json.loads(cursor)[partition]
+    after = json.loads(cursor)["days"][partition]
     assert after[0] != before[0]  # the change token moved...
     assert after[1] == before[1]  # ...but the content fingerprint did not
 

@@ -289,3 +289,55 @@ def test_a_gcs_object_gone_during_the_read_holds_back_only_its_drop(
     [request] = sensor.tick()  # the drop as it now stands
     assert request.partition_key == "2026-01-02"
     assert sensor.launch(request).success
+
+
+def test_settled_months_are_kept_as_one_digest_and_unfolded_by_a_redrop(
+    instance, landing, monkeypatch
+):
+    """Dagster stores the cursor with every tick: it must not grow with every day ingested."""
+    days = [f"2026-01-{d:02d}" for d in range(1, 32)] + ["2026-02-01", "2026-02-02"]
+    for day in days:
+        landing.drop(day, {"a.csv": shipments_csv(day, rows=3)})
+    # Ingested by a backfill (one range run), as the sensor then finds them.
+    backfill = dg.materialize(
+        [raw_shipments],
+        resources={"landing": landing.zone, "lake_io_manager": landing.lake},
+        instance=instance,
+        tags={
+            "dagster/asset_partition_range_start": days[0],
+            "dagster/asset_partition_range_end": days[-1],
+        },
+    )
+    assert backfill.success
+    hashed = []
+    fingerprint = type(landing.zone).fingerprint
+    monkeypatch.setattr(
+        type(landing.zone),
+        "fingerprint",
+        lambda zone, partition: hashed.append(partition) or fingerprint(zone, partition),
+    )
+    sensor = Sensor(instance, landing)
+    assert sensor.tick() == []
+    cursor = json.loads(sensor.cursor)
+    assert cursor["days"] == {} and sorted(cursor["months"]) == ["2026-01", "2026-02"]
+    assert len(sensor.cursor) < 200
+    hashed.clear()
+    assert sensor.tick() == [] and hashed == []  # nothing hashed while nothing moved
+
+    day = "2026-01-15"
+    landing.drop(day, {"a.csv": shipments_csv(day, rows=4, seed=3)})
+    [request] = sensor.tick()
+    assert request.partition_key == day
+    assert sorted(hashed) == days[:31]  # January looked at again, once; February not
+    assert sensor.launch(request).success
+    assert sensor.tick() == []
+    assert json.loads(sensor.cursor)["days"] == {}  # settled again, folded again
+
+
+def test_a_cursor_of_one_entry_per_day_still_reads(instance, landing):
+    day = "2026-01-05"
+    landing.drop(day, {"a.csv": shipments_csv(day, rows=3)})
+    sensor = Sensor(instance, landing)
+    [request] = sensor.tick()
+    sensor.cursor = json.dumps(json.loads(sensor.cursor)["days"])  # the earlier, flat format
+    assert sensor.tick() == []  # its request still stands: nothing asked twice
