@@ -78,7 +78,7 @@ def clean_shipments(context: dg.AssetExecutionContext, raw: pl.LazyFrame):
     empty = summary.filter(pl.col("rows_out") == 0)
     headline = (
         f"no clean rows for partition(s) {empty['partition'].to_list()}; "
-        f"reject reasons: {_top_reasons(rejected)}"
+        f"reject reasons: {_top_reasons(_of_days(rejected, empty['partition']))}"
         if empty.height
         else None
     )
@@ -142,6 +142,11 @@ def _clean_by_day(
         pl.concat(rejects, how="diagonal_relaxed", rechunk=False),
         summary,
     )
+
+
+def _of_days(rejected: pl.DataFrame, days: pl.Series) -> pl.DataFrame:
+    """The rejects of these days only (a range run's headline names its empty days)."""
+    return rejected.filter(pl.col("partition_date").cast(pl.Utf8).is_in(days.cast(pl.Utf8)))
 
 
 def _top_reasons(rejected: pl.DataFrame, n: int = 5) -> dict[str, int]:

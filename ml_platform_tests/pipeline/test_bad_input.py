@@ -149,3 +149,20 @@ def test_drop_with_no_clean_rows_fails_loudly_and_keeps_previous_clean_partition
     assert f"no clean rows for partition(s) ['{DAY.isoformat()}']" in message
     assert "weight_kg: greater_than(0)" in message
     assert current_version(instance, "clean/shipments", DAY.isoformat()) == before
+
+    # In a range run, the headline gives the empty day's reject reasons, not the range's: the
+    # day before gains a file landed twice, whose duplicate rows are rejected there.
+    first = platform_home.landing / "shipments" / "2026-01-01"
+    (first / MARKER).unlink()
+    part = sorted(first.glob("part-*"))[0]
+    (first / f"copy-{part.name}").write_bytes(part.read_bytes())
+    (first / MARKER).write_text("{}")
+    result = run_range(defs, instance, "data_pipeline", "2026-01-01", DAY.isoformat())
+    assert not result.success
+    (headline,) = [
+        line
+        for line in run_failure_message(result).splitlines()
+        if "no clean rows for partition(s)" in line
+    ][:1]
+    assert f"partition(s) ['{DAY.isoformat()}']" in headline
+    assert "weight_kg: greater_than(0)" in headline and "duplicate" not in headline, headline
