@@ -36,11 +36,14 @@ _LOCK_STEP = "models__champion/promotion"
 _process_lock = threading.Lock()  # instances without concurrency tables (in-memory)
 
 
+# Champion materializations fetched per query while reading the whole history.
+HISTORY_PAGE = 1_000
+
+
 def champion_history(instance: dg.DagsterInstance) -> list[dict]:
     """Every promotion, oldest first, each with the storage id of its champion materialization."""
-    records = instance.fetch_materializations(CHAMPION_KEY, limit=10_000, ascending=True).records
     history = []
-    for record in records:
+    for record in _all_champion_records(instance):
         entry = record.asset_materialization.metadata.get(PROMOTION_METADATA)
         if entry is not None:
             history.append(
@@ -51,6 +54,20 @@ def champion_history(instance: dg.DagsterInstance) -> list[dict]:
                 }
             )
     return history
+
+
+def _all_champion_records(instance: dg.DagsterInstance):
+    """Every champion materialization, oldest first, page by page (a fixed limit would cut
+    the newest off, and with them the live model)."""
+    cursor = None
+    while True:
+        page = instance.fetch_materializations(
+            CHAMPION_KEY, limit=HISTORY_PAGE, ascending=True, cursor=cursor
+        )
+        yield from page.records
+        if not page.has_more:
+            return
+        cursor = page.cursor
 
 
 def current_champion(instance: dg.DagsterInstance) -> dict | None:

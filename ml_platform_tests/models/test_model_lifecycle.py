@@ -73,6 +73,15 @@ def test_predictions_before_any_champion_fail_clearly(lifecycle):
     assert "no model has been promoted yet" in run_failure_message(result)
 
 
+def test_champion_history_reads_every_promotion_page_by_page(lifecycle, monkeypatch):
+    from ml_platform.provenance import champion
+
+    whole = champion_history(lifecycle["instance"])
+    monkeypatch.setattr(champion, "HISTORY_PAGE", 3)  # four promotions: two pages
+    assert champion_history(lifecycle["instance"]) == whole
+    assert whole[-1] == current_champion(lifecycle["instance"])  # the live model is the last
+
+
 def test_champion_history_is_the_audit_trail(lifecycle):
     assert lifecycle["steps"]["rollback"].success
     history = champion_history(lifecycle["instance"])
