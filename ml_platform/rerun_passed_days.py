@@ -22,6 +22,7 @@ from ml_platform.jobs import data_pipeline_job
 RANGE_START = "dagster/asset_partition_range_start"
 RANGE_END = "dagster/asset_partition_range_end"
 RERUN_OF_TAG = "ml_platform/rerun_of"
+WILL_RETRY_TAG = "dagster/will_retry"  # set by Dagster on a failed run it is about to retry
 
 
 @dg.run_failure_sensor(
@@ -36,6 +37,8 @@ RERUN_OF_TAG = "ml_platform/rerun_of"
 )
 def rerun_passed_days(context: dg.RunFailureSensorContext):
     run = context.dagster_run
+    if run.tags.get(WILL_RETRY_TAG) == "true":  # its retry decides; acting twice would run twice
+        return dg.SkipReason(f"run {run.run_id} will be retried")
     first, last = run.tags.get(RANGE_START), run.tags.get(RANGE_END)
     if not first or first == last:
         return dg.SkipReason(f"run {run.run_id} covered one partition: nothing to separate")

@@ -72,6 +72,11 @@ def test_the_days_that_passed_are_run_again_alone(tmp_path):
         assert instance.get_materialized_partitions(CLEAN) == set()
         assert automation.tick() == {}  # the daemon's next tick: the failure requests nothing
 
+        # A run Dagster is about to retry (its worker died) is left to the retry.
+        instance.add_run_tags(failed.run_id, {"dagster/will_retry": "true"})
+        assert isinstance(_tick_rerun_sensor(defs, instance, failed.run_id), dg.SkipReason)
+        instance.add_run_tags(failed.run_id, {"dagster/will_retry": "false"})
+
         (request,) = _tick_rerun_sensor(defs, instance, failed.run_id)
         assert sorted(request.asset_selection) == sorted([CLEAN, REJECTED])
         assert request.tags["dagster/asset_partition_range_start"] == DAYS[0]
