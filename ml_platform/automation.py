@@ -69,27 +69,42 @@ def _changed_partitions(
     wanted = set(partitions)
     latest: dict[str | None, str | None] = {}
     before: dict[str | None, str | None] = {}
-    records_filter = dg.AssetRecordsFilter(
-        asset_key=key, asset_partitions=None if partitions == [None] else partitions
+    page = instance.fetch_materializations(
+        _records_of(key, partitions), limit=2 * len(partitions) + 10
     )
-    cursor = None
-    while True:
-        page = instance.fetch_materializations(
-            records_filter, limit=2 * len(partitions) + 10, cursor=cursor
-        )
-        for record in page.records:
-            partition = record.partition_key
-            if partition not in wanted or partition in before:
-                continue
-            value = record.asset_materialization.metadata.get(CONTENT_HASH)
-            content = value.value if value is not None else None
-            latest.setdefault(partition, content)
-            if record.storage_id <= cutoff:
-                before[partition] = content
-        if len(before) == len(wanted) or not page.has_more:
-            break
-        cursor = page.cursor
+    for record in page.records:
+        partition = record.partition_key
+        if partition not in wanted or partition in before:
+            continue
+        latest.setdefault(partition, _content(record))
+        if record.storage_id <= cutoff:
+            before[partition] = _content(record)
+    if page.has_more:
+        # The newest records did not reach back to the previous tick for these partitions
+        # (materialized many times since, or for the first time): one query each for just
+        # the record needed. Paging on instead read, for a partition new since the last
+        # tick, every older record of every candidate, each with its inputs metadata.
+        for partition in wanted - before.keys():
+            if partition not in latest:
+                newest = instance.fetch_materializations(_records_of(key, [partition]), limit=1)
+                latest[partition] = _content(newest.records[0]) if newest.records else None
+            older = instance.fetch_materializations(
+                _records_of(key, [partition], before_storage_id=cutoff + 1), limit=1
+            )
+            if older.records:
+                before[partition] = _content(older.records[0])
     return {p for p in wanted if latest.get(p) is None or p not in before or before[p] != latest[p]}
+
+
+def _records_of(key: dg.AssetKey, partitions: list[str | None], **bounds) -> dg.AssetRecordsFilter:
+    return dg.AssetRecordsFilter(
+        asset_key=key, asset_partitions=None if partitions == [None] else partitions, **bounds
+    )
+
+
+def _content(record) -> str | None:
+    value = record.asset_materialization.metadata.get(CONTENT_HASH)
+    return value.value if value is not None else None
 
 
 class AfterChampionTrainingWindow(dg.AutomationCondition):
