@@ -27,10 +27,17 @@ FINISHED = [dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.Dagster
 DAY = 86_400.0
 
 
+# On each prune run: the cutoff it pruned up to. The next prune looks only at runs updated
+# since: the ones before were judged then, and a run kept for provenance is kept for good, so
+# looking at them again every day cost a few queries per run ever kept.
+PRUNED_UP_TO_TAG = "ml_platform/pruned_up_to"
+
+
 @dataclass
 class PruneReport:
     runs_deleted: int = 0
     runs_kept_for_provenance: int = 0
+    cutoff: float = 0.0
 
 
 def prune_history(
@@ -38,17 +45,29 @@ def prune_history(
     keep_runs_days: float,
     now: float | None = None,
     batch: int = 200,
+    since: float | None = None,
 ) -> PruneReport:
-    """Delete old finished runs without asset events (ticks: dagster.yaml's ``retention:``)."""
+    """Delete old finished runs without asset events (ticks: dagster.yaml's ``retention:``).
+
+    ``since``: the cutoff of the previous prune; only runs last updated after it are looked at.
+    """
     now = time.time() if now is None else now
-    report = PruneReport()
-    _prune_runs(instance, now - keep_runs_days * DAY, batch, report)
+    report = PruneReport(cutoff=now - keep_runs_days * DAY)
+    _prune_runs(instance, report.cutoff, since, batch, report)
     return report
 
 
-def _prune_runs(instance: dg.DagsterInstance, cutoff: float, batch: int, report: PruneReport):
+def _prune_runs(
+    instance: dg.DagsterInstance,
+    cutoff: float,
+    since: float | None,
+    batch: int,
+    report: PruneReport,
+):
     filters = dg.RunsFilter(
-        statuses=FINISHED, updated_before=datetime.fromtimestamp(cutoff, tz=UTC)
+        statuses=FINISHED,
+        updated_before=datetime.fromtimestamp(cutoff, tz=UTC),
+        updated_after=datetime.fromtimestamp(since, tz=UTC) if since is not None else None,
     )
     cursor = None
     while True:
@@ -78,8 +97,20 @@ class PruneConfig(dg.Config):
 
 @dg.op(description="Deletes old runs that recorded no asset event (ticks: dagster.yaml retention).")
 def prune(context: dg.OpExecutionContext, config: PruneConfig) -> None:
-    report = prune_history(context.instance, config.keep_runs_days)
+    since = _previous_cutoff(context.instance)
+    report = prune_history(context.instance, config.keep_runs_days, since=since)
+    context.instance.add_run_tags(context.run_id, {PRUNED_UP_TO_TAG: repr(report.cutoff)})
     context.log.info(f"pruned Dagster history: {report}")
+
+
+def _previous_cutoff(instance: dg.DagsterInstance) -> float | None:
+    """What the last successful prune pruned up to (None: look at every run)."""
+    runs = instance.get_runs(
+        dg.RunsFilter(job_name="prune_dagster_history", statuses=[dg.DagsterRunStatus.SUCCESS]),
+        limit=1,
+    )
+    value = runs[0].tags.get(PRUNED_UP_TO_TAG) if runs else None
+    return float(value) if value else None
 
 
 @dg.job(

@@ -18,7 +18,7 @@ from dagster._core.scheduler.instigation import (
     TickStatus,
 )
 
-from ml_platform.maintenance import DAY, prune_history, prune_history_job
+from ml_platform.maintenance import DAY, PRUNED_UP_TO_TAG, prune_history, prune_history_job
 
 
 @dg.asset
@@ -85,3 +85,26 @@ def test_the_job_prunes_with_its_configured_retention(instance):
     assert result.success
     assert instance.get_run_by_id(failed.run_id) is None
     assert instance.get_run_by_id(result.run_id) is not None  # not finished while it ran
+
+
+def test_a_prune_looks_only_at_runs_since_the_previous_one(instance):
+    materialized = dg.materialize([kept], instance=instance)
+    config = {"ops": {"prune": {"config": {"keep_runs_days": 0}}}}
+    first = prune_history_job.execute_in_process(instance=instance, run_config=config)
+    cutoff = float(instance.get_run_by_id(first.run_id).tags[PRUNED_UP_TO_TAG])
+    failed = failing_job.execute_in_process(instance=instance, raise_on_error=False)
+
+    again = prune_history_job.execute_in_process(instance=instance, run_config=config)
+    assert again.success
+    assert instance.get_run_by_id(failed.run_id) is None
+    assert instance.get_run_by_id(materialized.run_id) is not None
+    # What the second prune looked at: the runs since the first one's cutoff, not the kept run.
+    (logged,) = [
+        e.user_message
+        for e in instance.all_logs(again.run_id)
+        if "pruned Dagster history" in e.user_message
+    ]
+    assert "runs_kept_for_provenance=0" in logged, logged
+    report = prune_history(instance, keep_runs_days=0, since=cutoff)
+    assert report.runs_kept_for_provenance == 0
+    assert prune_history(instance, keep_runs_days=0).runs_kept_for_provenance == 1
