@@ -36,35 +36,31 @@ QUOTES = ACTUALS.select(
 )
 
 
-def _day(frame: pl.DataFrame, context: dg.AssetExecutionContext) -> pl.DataFrame:
-    first, last = (date.fromisoformat(k) for k in context.partition_key_range)
-    return frame.filter(pl.col("partition_date").is_between(first, last))
+def _stored(key: dg.AssetKey, frame: pl.DataFrame) -> dg.AssetsDefinition:
+    """An asset standing in for ``key``: the frame's rows of the run's days, stored as usual."""
 
+    @dg.asset(
+        key=key,
+        partitions_def=daily_partitions,
+        io_manager_key="warehouse_io_manager",
+        metadata={"partition_expr": "partition_date"},
+    )
+    def _asset(context: dg.AssetExecutionContext) -> pl.DataFrame:
+        first, last = (date.fromisoformat(k) for k in context.partition_key_range)
+        return frame.filter(pl.col("partition_date").is_between(first, last))
 
-@dg.asset(
-    key=CLEAN_SHIPMENTS_KEY,
-    partitions_def=daily_partitions,
-    io_manager_key="warehouse_io_manager",
-    metadata={"partition_expr": "partition_date"},
-)
-def stored_actuals(context: dg.AssetExecutionContext) -> pl.DataFrame:
-    return _day(ACTUALS, context)
-
-
-@dg.asset(
-    key=PREDICTIONS_KEY,
-    partitions_def=daily_partitions,
-    io_manager_key="warehouse_io_manager",
-    metadata={"partition_expr": "partition_date"},
-)
-def stored_quotes(context: dg.AssetExecutionContext) -> pl.DataFrame:
-    return _day(QUOTES, context)
+    return _asset
 
 
 @pytest.fixture
 def quality_defs(defs: dg.Definitions) -> dg.Definitions:
     return dg.Definitions(
-        assets=[stored_actuals, stored_quotes, prediction_quality], resources=defs.resources
+        assets=[
+            _stored(CLEAN_SHIPMENTS_KEY, ACTUALS),
+            _stored(PREDICTIONS_KEY, QUOTES),
+            prediction_quality,
+        ],
+        resources=defs.resources,
     )
 
 
