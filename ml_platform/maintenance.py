@@ -78,10 +78,13 @@ def _prune_runs(
             run_id = record.dagster_run.run_id
             if _has_asset_events(instance, run_id):
                 report.runs_kept_for_provenance += 1
+                cursor = run_id
             else:
                 instance.delete_run(run_id)
                 report.runs_deleted += 1
-        cursor = records[-1].dagster_run.run_id
+        # The cursor is the last run kept: a deleted run cannot be one (Dagster resolves it to
+        # a row id, and a missing row ended the paging after the first batch). A page deleted
+        # whole is followed by the same query, which now returns the runs after it.
 
 
 def _has_asset_events(instance: dg.DagsterInstance, run_id: str) -> bool:

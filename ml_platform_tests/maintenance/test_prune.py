@@ -108,3 +108,16 @@ def test_a_prune_looks_only_at_runs_since_the_previous_one(instance):
     report = prune_history(instance, keep_runs_days=0, since=cutoff)
     assert report.runs_kept_for_provenance == 0
     assert prune_history(instance, keep_runs_days=0).runs_kept_for_provenance == 1
+
+
+def test_a_prune_goes_through_every_batch_deleting_as_it_goes(instance):
+    failed = [
+        failing_job.execute_in_process(instance=instance, raise_on_error=False).run_id
+        for _ in range(5)
+    ]
+    materialized = dg.materialize([kept], instance=instance)
+    failed.append(failing_job.execute_in_process(instance=instance, raise_on_error=False).run_id)
+    report = prune_history(instance, keep_runs_days=0, batch=2)
+    assert (report.runs_deleted, report.runs_kept_for_provenance) == (6, 1)
+    assert all(instance.get_run_by_id(run_id) is None for run_id in failed)
+    assert instance.get_run_by_id(materialized.run_id) is not None
