@@ -36,27 +36,25 @@ WILL_RETRY_TAG = "dagster/will_retry"  # set by Dagster on a failed run it is ab
     ),
 )
 def rerun_passed_days(context: dg.RunFailureSensorContext):
+    # Runs it does not act on return None, not a SkipReason: Dagster ends the tick at the
+    # first run that returns anything, and every failed run of the code location comes here.
     run = context.dagster_run
-    if run.tags.get(WILL_RETRY_TAG) == "true":  # its retry decides; acting twice would run twice
-        return dg.SkipReason(f"run {run.run_id} will be retried")
     first, last = run.tags.get(RANGE_START), run.tags.get(RANGE_END)
-    if not first or first == last:
-        return dg.SkipReason(f"run {run.run_id} covered one partition: nothing to separate")
+    if not first or first == last or run.tags.get(RERUN_OF_TAG):  # one rerun per failure
+        return None
+    if run.tags.get(WILL_RETRY_TAG) == "true":  # its retry decides; acting twice runs twice
+        return None
     outcomes = blocking_outcomes(context.instance, run.run_id)
     failed = {key for key, days in outcomes.items() if not all(days.values())}
-    if not failed:
-        return dg.SkipReason(f"run {run.run_id} failed for another reason than a blocking check")
+    if not failed:  # failed for another reason than a blocking check
+        return None
     passed = [
         day for day in _days(first, last) if all(outcomes[key].get(day) is True for key in failed)
     ]
-    graph = context.repository_def.asset_graph
-    pipeline = data_pipeline_job.selection.resolve(graph)
-    # A whole data_pipeline run has no asset selection of its own.
-    selected = run.asset_selection or (pipeline if run.job_name == data_pipeline_job.name else ())
-    downstream = dg.AssetSelection.assets(*failed).downstream(include_self=False).resolve(graph)
-    keep = sorted((set(selected) & pipeline) - downstream, key=lambda k: k.to_user_string())
+    keep = _assets_to_rerun(context, run, failed, passed)
     if not passed or not keep:
-        return dg.SkipReason(f"run {run.run_id}: no day passed every blocking check")
+        return None
+    context.log.info(f"run {run.run_id}: running {passed} again without the failed days")
     return [
         dg.RunRequest(
             run_key=f"{run.run_id}:{a}..{b}",
@@ -65,6 +63,32 @@ def rerun_passed_days(context: dg.RunFailureSensorContext):
         )
         for a, b in contiguous_ranges(passed)
     ]
+
+
+def _assets_to_rerun(context, run, failed: set, passed: list[str]) -> list[dg.AssetKey]:
+    """The run's assets in data_pipeline, less those downstream of the failed checks
+    (automation builds them once the days are stored) and those the run stored for every
+    passed day already (steps before the failed one)."""
+    graph = context.repository_def.asset_graph
+    pipeline = data_pipeline_job.selection.resolve(graph)
+    # A whole data_pipeline run has no asset selection of its own.
+    selected = run.asset_selection or (pipeline if run.job_name == data_pipeline_job.name else ())
+    downstream = dg.AssetSelection.assets(*failed).downstream(include_self=False).resolve(graph)
+    stored = _stored_for(context.instance, run.run_id, set(passed))
+    keep = (set(selected) & pipeline) - downstream - stored
+    return sorted(keep, key=lambda k: k.to_user_string())
+
+
+def _stored_for(instance: dg.DagsterInstance, run_id: str, days: set[str]) -> set[dg.AssetKey]:
+    """Assets the run materialized for every one of ``days``."""
+    records = instance.get_records_for_run(
+        run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION
+    ).records
+    materialized: dict[dg.AssetKey, set[str]] = defaultdict(set)
+    for record in records:
+        event = record.event_log_entry.dagster_event
+        materialized[event.asset_key].add(event.partition)
+    return {key for key, partitions in materialized.items() if days <= partitions}
 
 
 def blocking_outcomes(
