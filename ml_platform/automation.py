@@ -31,8 +31,9 @@ class ContentChanged(dg.AutomationCondition):
     (A -> B -> A) change nothing downstream reads.
 
     Meant after ``newly_updated()`` (an AND narrows its candidates to the updated partitions):
-    one paged query per asset fetches the newest records of just those partitions, newest
-    first, and stops once every partition has its record from before the previous tick.
+    one query per asset fetches the newest records of just those partitions; a partition
+    whose record from before the previous tick is not among them costs one more query for
+    that record alone.
     """
 
     @property

@@ -27,12 +27,19 @@ def whole_number(text: str) -> int:
     return value
 
 
+def positive_number(text: str) -> int:
+    value = whole_number(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
 def add_parsers(commands) -> None:
     demo = commands.add_parser(
         "demo", help="land demo drops and materialize the first days", parents=[verbose_option()]
     )
     demo.add_argument("--days", type=whole_number, default=38)
-    demo.add_argument("--rows-per-day", type=whole_number, default=20_000)
+    demo.add_argument("--rows-per-day", type=positive_number, default=20_000)
     demo.add_argument("--materialize-days", type=whole_number, default=35)
     demo.set_defaults(handler=run_demo)
 
@@ -76,7 +83,7 @@ def run_demo(args: argparse.Namespace) -> int:
     end = start + timedelta(days=args.materialize_days - 1)
     # In chunks sized by the rows the demo lands, as a backfill of that volume runs: the
     # default demo is one run, a year at production volume runs in bounded chunks.
-    days_per_run = max(1, settings.backfill_rows_per_run // args.rows_per_day)
+    days_per_run = max(1, settings.backfill_rows_per_run // max(1, args.rows_per_day))
     if run_chunked_backfill(start, end, "data", None, days_per_run=days_per_run):
         return 1
     week = last_trainable_week(start, end)
@@ -86,8 +93,8 @@ def run_demo(args: argparse.Namespace) -> int:
     return (
         run_job("train_price_model", partition=week.isoformat())
         or run_job("promote_champion", config=config)
-        or run_job(
-            "predict_prices", first=(week + timedelta(days=7)).isoformat(), last=end.isoformat()
+        or run_chunked_backfill(
+            week + timedelta(days=7), end, "predict", None, days_per_run=days_per_run
         )
     )
 

@@ -56,6 +56,7 @@ def env(tmp_path_factory):
         (["train", "--week", "2026-02-02", "--param", "learning_rate"], "expected NAME=VALUE"),
         (["backfill", "--from", "2026-01-05", "--to", "2026-01-02"], "is before --from"),
         (["predict", "--date", "2026-02-05", "--to", "2026-02-01"], "is before --date"),
+        (["demo", "--rows-per-day", "0"], "--rows-per-day: must be at least 1"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_code_2(env, args, expected):
