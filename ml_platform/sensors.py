@@ -17,13 +17,15 @@ FINGERPRINT_METADATA = "ml_platform/drop_fingerprint"
 RUN_KEY_TAG = "dagster/run_key"
 # Bounds one tick's hashing work; the rest of a large first sighting follows next tick.
 MAX_DROPS_PER_TICK = 100
-# Dagster stores the cursor with every tick, skipped ones included (every 30 s): one entry
-# per day ever ingested made it grow without end (about 50 KB per tick after a year). A month
-# whose days are all settled (hashed, their runs done, none failed) this many days after its
-# end is kept as one digest of its drops' tokens instead; a re-drop into it changes the
-# digest, and that month's days are looked at again, once (hashed and compared with what raw
-# holds, so only the changed day runs).
+# Dagster stores the cursor with every tick, skipped ones included (every 30 s): one entry per
+# day ever ingested (its token, its sha256 fingerprint) made it grow without end, about 50 KB
+# per tick after a year. A settled day (hashed, its run done, none failed) of a month that
+# ended this many days ago is kept as 8 hex digits of its token's hash in its month's row
+# instead: about 3 KB a year. Such a day whose token moves (a re-drop) is looked at again as
+# any changed drop is; one whose drop is gone just leaves its slot.
 FOLD_MONTHS_AFTER_DAYS = 7
+_SLOT = 8  # hex digits per day in a folded month's row
+_EMPTY = "-" * _SLOT
 
 
 @dataclass
@@ -54,9 +56,9 @@ def landing_zone_sensor(context: dg.SensorEvaluationContext, landing: LandingZon
     seen, months = _load_cursor(context.cursor)
     _follow_up_runs(context.instance, seen)
     tokens = landing.completed_drops()
-    folded = _unchanged_months(months, tokens)
+    folded = _unfold_moved_days(months, tokens)
     changed = sorted(
-        p for p, t in tokens.items() if p[:7] not in folded and not _handled(seen.get(p), t)
+        p for p, t in tokens.items() if p not in folded and not _handled(seen.get(p), t)
     )
     requests, notes, hashed = [], [], 0
     for partition in changed:
@@ -88,9 +90,9 @@ def landing_zone_sensor(context: dg.SensorEvaluationContext, landing: LandingZon
             context.log.warning(note)
     else:
         skip = "; ".join([f"no new or changed drops among {len(tokens)} completed", *notes])
-    _fold_settled_months(seen, folded, tokens, datetime.now(UTC).date())
+    _fold_settled_days(seen, months, tokens, datetime.now(UTC).date())
     days = {p: list(vars(s).values()) for p, s in seen.items()}
-    cursor = json.dumps({"days": days, "months": folded})
+    cursor = json.dumps({"days": days, "months": months})
     return dg.SensorResult(run_requests=requests, cursor=cursor, skip_reason=skip)
 
 
@@ -101,31 +103,44 @@ def _load_cursor(cursor: str | None) -> tuple[dict[str, Seen], dict[str, str]]:
     return {p: Seen(*entry) for p, entry in data["days"].items()}, dict(data["months"])
 
 
-def _month_digest(tokens: dict[str, str], month: str) -> str:
-    lines = sorted(f"{p}={t}" for p, t in tokens.items() if p[:7] == month)
-    return hashlib.sha256("\n".join(lines).encode()).hexdigest()[:16]
+def _slot(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()[:_SLOT]
 
 
-def _unchanged_months(months: dict[str, str], tokens: dict[str, str]) -> dict[str, str]:
-    """The folded months whose drops are as they were; the others are unfolded."""
-    return {m: d for m, d in months.items() if _month_digest(tokens, m) == d}
+def _unfold_moved_days(months: dict[str, str], tokens: dict[str, str]) -> set[str]:
+    """The folded days whose drop is as it was; days that moved or went are unfolded."""
+    folded = set()
+    for month, row in months.items():
+        slots = [row[i : i + _SLOT] for i in range(0, len(row), _SLOT)]
+        for index, slot in enumerate(slots):
+            if slot == _EMPTY:
+                continue
+            partition = f"{month}-{index + 1:02d}"
+            if partition in tokens and _slot(tokens[partition]) == slot:
+                folded.add(partition)
+            else:  # re-dropped (looked at again, as any changed drop) or gone
+                slots[index] = _EMPTY
+        months[month] = "".join(slots)
+    for month in [m for m, row in months.items() if set(row) == {"-"}]:
+        del months[month]
+    return folded
 
 
-def _fold_settled_months(
-    seen: dict[str, Seen], folded: dict[str, str], tokens: dict[str, str], today: date
+def _fold_settled_days(
+    seen: dict[str, Seen], months: dict[str, str], tokens: dict[str, str], today: date
 ) -> None:
-    """Replace the entries of settled, long-ended months by one digest each (see above)."""
-    by_month: dict[str, list[str]] = {}
-    for partition in tokens:
-        by_month.setdefault(partition[:7], []).append(partition)
-    for month, partitions in by_month.items():
-        if month in folded or not _month_over(month, today):
+    """Move settled days of long-ended months from the day entries into their month's row."""
+    for partition, entry in list(seen.items()):
+        token = tokens.get(partition)
+        if token is None or not _settled(entry, token) or not _month_over(partition[:7], today):
             continue
-        entries = [seen.get(p) for p in partitions]
-        if all(_settled(e, tokens[p]) for e, p in zip(entries, partitions, strict=True)):
-            folded[month] = _month_digest(tokens, month)
-            for partition in partitions:
-                del seen[partition]
+        try:
+            index = date.fromisoformat(partition).day - 1
+        except ValueError:  # not a day's folder: never folded
+            continue
+        slots = months.get(partition[:7], _EMPTY * 31)
+        months[partition[:7]] = slots[: index * _SLOT] + _slot(token) + slots[(index + 1) * _SLOT :]
+        del seen[partition]
 
 
 def _month_over(month: str, today: date) -> bool:
