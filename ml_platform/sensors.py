@@ -20,11 +20,11 @@ MAX_DROPS_PER_TICK = 100
 # Dagster stores the cursor with every tick, skipped ones included (every 30 s): one entry per
 # day ever ingested (its token, its sha256 fingerprint) made it grow without end, about 50 KB
 # per tick after a year. A settled day (hashed, its run done, none failed) of a month that
-# ended this many days ago is kept as 8 hex digits of its token's hash in its month's row
-# instead: about 3 KB a year. Such a day whose token moves (a re-drop) is looked at again as
+# ended this many days ago is kept as 12 hex digits of its token's hash in its month's row
+# instead: about 4.5 KB a year. Such a day whose token moves (a re-drop) is looked at again as
 # any changed drop is; one whose drop is gone just leaves its slot.
 FOLD_MONTHS_AFTER_DAYS = 7
-_SLOT = 8  # hex digits per day in a folded month's row
+_SLOT = 12  # hex digits per day in a folded month's row: a missed re-drop is a 2^-48 chance
 _EMPTY = "-" * _SLOT
 
 
