@@ -1,13 +1,18 @@
 """Runs again, once, the days of a failed range run that passed their blocking checks.
 
-A run over several days (a backfill chunk, or an automation tick that found several days
-ready at once) is atomic: when one day fails a blocking check, none of the run's days is
-stored (``ml_platform.checks.gated``). Nothing else would ask for the days that passed:
+A step over several days (in a backfill chunk launched from the UI or with ``--submit``, or an
+automation tick that found several days ready at once) is atomic: when one day fails a
+blocking check, none of the step's days is stored (``ml_platform.checks.gated``); steps before
+it in the run did land. Nothing else would ask for the days that passed:
 their inputs did not change, and the automation conditions count them as handled, so they
 stayed missing (and every feature day whose window reads them) until someone backfilled
 them by hand. This sensor requests them as soon as the run fails, without the failing days
 and without the assets downstream of the failed checks (automation builds those once the
 days are stored). A day that failed a check waits for new data, as before.
+
+Runs of ``ml-platform backfill`` without ``--submit`` execute in the CLI's own processes, not
+through the code location, so Dagster does not show them to run-status sensors: the command
+names a failed chunk with the command that retries it instead.
 """
 
 from __future__ import annotations
@@ -48,9 +53,11 @@ def rerun_passed_days(context: dg.RunFailureSensorContext):
     failed = {key for key, days in outcomes.items() if not all(days.values())}
     if not failed:  # failed for another reason than a blocking check
         return None
-    passed = [
-        day for day in _days(first, last) if all(outcomes[key].get(day) is True for key in failed)
-    ]
+    try:
+        days = _days(first, last)
+    except ValueError:  # not a range of days: nothing this sensor can split
+        return None
+    passed = [day for day in days if all(outcomes[key].get(day) is True for key in failed)]
     keep = _assets_to_rerun(context, run, failed, passed)
     if not passed or not keep:
         return None

@@ -26,6 +26,8 @@ MAX_DROPS_PER_TICK = 100
 FOLD_MONTHS_AFTER_DAYS = 7
 _SLOT = 12  # hex digits per day in a folded month's row: a missed re-drop is a 2^-48 chance
 _EMPTY = "-" * _SLOT
+# The remembered fingerprint of a day unfolded by a re-drop: its earlier content is ingested.
+FOLDED = "folded"
 
 
 @dataclass
@@ -50,13 +52,17 @@ class Seen:
     ),
 )
 def landing_zone_sensor(context: dg.SensorEvaluationContext, landing: LandingZone):
-    # Cursor: partition -> Seen, and month -> digest of its settled days' tokens. A tick stats
-    # each drop's folder and marker and hashes only the drops whose token moved; a drop is
-    # remembered only once it has been hashed.
+    # Cursor: partition -> Seen, and month -> a row of its folded days' token hashes (see
+    # FOLD_MONTHS_AFTER_DAYS). A tick stats each drop's folder and marker and hashes only the
+    # drops whose token moved; a drop is remembered only once it has been hashed.
     seen, months = _load_cursor(context.cursor)
     _follow_up_runs(context.instance, seen)
     tokens = landing.completed_drops()
-    folded = _unfold_moved_days(months, tokens)
+    folded, moved = _unfold_moved_days(months, tokens)
+    for partition in moved:
+        # Its content was ingested when it folded: a re-drop is new content unless raw holds
+        # it, whatever an earlier run for that content did (as for a day never folded).
+        seen[partition] = Seen(token="", fingerprint=FOLDED)
     changed = sorted(
         p for p, t in tokens.items() if p not in folded and not _handled(seen.get(p), t)
     )
@@ -107,23 +113,28 @@ def _slot(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()[:_SLOT]
 
 
-def _unfold_moved_days(months: dict[str, str], tokens: dict[str, str]) -> set[str]:
-    """The folded days whose drop is as it was; days that moved or went are unfolded."""
-    folded = set()
+def _unfold_moved_days(months: dict[str, str], tokens: dict[str, str]) -> tuple[set[str], set[str]]:
+    """(folded days as they were, days whose token moved: unfolded).
+
+    A folded day whose drop is not listed keeps its slot: a drop taken away for a re-drop, or a
+    landing zone briefly unlisted, costs nothing; back with another token, it has moved.
+    """
+    folded, moved = set(), set()
     for month, row in months.items():
         slots = [row[i : i + _SLOT] for i in range(0, len(row), _SLOT)]
         for index, slot in enumerate(slots):
-            if slot == _EMPTY:
-                continue
             partition = f"{month}-{index + 1:02d}"
-            if partition in tokens and _slot(tokens[partition]) == slot:
+            if slot == _EMPTY or partition not in tokens:
+                continue
+            if _slot(tokens[partition]) == slot:
                 folded.add(partition)
-            else:  # re-dropped (looked at again, as any changed drop) or gone
+            else:  # re-dropped: looked at again, as any changed drop
+                moved.add(partition)
                 slots[index] = _EMPTY
         months[month] = "".join(slots)
     for month in [m for m, row in months.items() if set(row) == {"-"}]:
         del months[month]
-    return folded
+    return folded, moved
 
 
 def _fold_settled_days(

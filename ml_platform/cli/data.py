@@ -83,7 +83,7 @@ def run_demo(args: argparse.Namespace) -> int:
     end = start + timedelta(days=args.materialize_days - 1)
     # In chunks sized by the rows the demo lands, as a backfill of that volume runs: the
     # default demo is one run, a year at production volume runs in bounded chunks.
-    days_per_run = max(1, settings.backfill_rows_per_run // max(1, args.rows_per_day))
+    days_per_run = max(1, settings.backfill_rows_per_run // args.rows_per_day)
     if run_chunked_backfill(start, end, "data", None, days_per_run=days_per_run):
         return 1
     week = last_trainable_week(start, end)

@@ -346,3 +346,37 @@ def test_a_cursor_of_one_entry_per_day_still_reads(instance, landing):
     [request] = sensor.tick()
     sensor.cursor = json.dumps(json.loads(sensor.cursor)["days"])  # the earlier, flat format
     assert sensor.tick() == []  # its request still stands: nothing asked twice
+
+
+def test_a_folded_day_redropped_to_content_that_failed_before_runs_again(instance, landing):
+    """As for a day never folded: content that differs from what raw holds gets a run."""
+    day = "2026-01-10"
+    good = {"a.csv": shipments_csv(day, rows=5, seed=1), "b.csv": shipments_csv(day, rows=2)}
+    broken = {"a.csv": shipments_csv(day, rows=5, seed=1), "b.csv": BAD}
+    sensor = Sensor(instance, landing)
+    landing.drop(day, good)
+    [request] = sensor.tick()
+    assert sensor.launch(request).success
+    landing.drop(day, broken)
+    [request] = sensor.tick()
+    assert not sensor.launch(request).success
+    landing.drop(day, good)  # back to what raw holds: no run; the day settles and folds
+    assert sensor.tick() == []
+    assert json.loads(sensor.cursor)["days"] == {}
+
+    landing.drop(day, broken)  # a new drop of the content whose run failed
+    [again] = sensor.tick()
+    assert again.partition_key == day and again.run_key != request.run_key
+
+
+def test_an_empty_listing_keeps_the_folded_days(instance, landing, monkeypatch):
+    day = "2026-01-12"
+    landing.drop(day, {"a.csv": shipments_csv(day, rows=3)})
+    sensor = Sensor(instance, landing)
+    [request] = sensor.tick()
+    assert sensor.launch(request).success
+    assert sensor.tick() == [] and json.loads(sensor.cursor)["days"] == {}
+    folded = json.loads(sensor.cursor)["months"]
+    monkeypatch.setattr(type(landing.zone), "completed_drops", lambda zone: {})
+    assert sensor.tick() == []  # the zone briefly lists nothing
+    assert json.loads(sensor.cursor)["months"] == folded
