@@ -22,7 +22,7 @@ MAX_DROPS_PER_TICK = 100
 # per tick after a year. A settled day (hashed, its run done, none failed) of a month that
 # ended this many days ago is kept as 12 hex digits of its token's hash in its month's row
 # instead: about 4.5 KB a year. Such a day whose token moves (a re-drop) is looked at again as
-# any changed drop is; one whose drop is gone just leaves its slot.
+# any changed drop is; one whose drop is gone keeps its slot and costs nothing.
 FOLD_MONTHS_AFTER_DAYS = 7
 _SLOT = 12  # hex digits per day in a folded month's row: a missed re-drop is a 2^-48 chance
 _EMPTY = "-" * _SLOT
