@@ -87,7 +87,7 @@ def floor(landing: Path, out: Path, start: date, days: int) -> None:
             df = pl.read_csv(data, infer_schema=False)
         else:
             df = pl.read_parquet(data).with_columns(
-                pl.col("booked_at").dt.to_string("%Y-%m-%dT%H:%M:%S%.fZ"),
+                pl.col("booked_at").dt.to_string(ISO_UTC),
                 pl.exclude("booked_at").cast(pl.Utf8),
             )
         return df.with_columns(

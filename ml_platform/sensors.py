@@ -21,11 +21,10 @@ MAX_DROPS_PER_TICK = 100
 # day ever ingested (its token, its sha256 fingerprint) made it grow without end, about 50 KB
 # per tick after a year. A settled day (hashed, its run done, none failed) of a month that
 # ended this many days ago is kept as 12 hex digits of its token's hash in its month's row
-# instead: about 4.5 KB a year. Such a day whose token moves (a re-drop) is looked at again as
+# instead: about 6 KB a year. Such a day whose token moves (a re-drop) is looked at again as
 # any changed drop is; one whose drop is gone keeps its slot and costs nothing.
 FOLD_MONTHS_AFTER_DAYS = 7
 _SLOT = 12  # hex digits per day in a folded month's row: a missed re-drop is a 2^-48 chance
-_EMPTY = "-" * _SLOT
 # The remembered fingerprint of a day unfolded by a re-drop: its earlier content is ingested.
 FOLDED = "folded"
 
@@ -102,18 +101,23 @@ def landing_zone_sensor(context: dg.SensorEvaluationContext, landing: LandingZon
     return dg.SensorResult(run_requests=requests, cursor=cursor, skip_reason=skip)
 
 
-def _load_cursor(cursor: str | None) -> tuple[dict[str, Seen], dict[str, str]]:
+def _load_cursor(cursor: str | None) -> tuple[dict[str, Seen], dict[str, list[str]]]:
     data = json.loads(cursor or "{}")
     if "days" not in data:  # the flat partition -> entry cursor of earlier releases
         data = {"days": data, "months": {}}
-    return {p: Seen(*entry) for p, entry in data["days"].items()}, dict(data["months"])
+    # A month row is a list of 31 slots; a row of another shape (the string rows main held
+    # briefly) is dropped, and its days are looked at once more.
+    months = {m: row for m, row in data["months"].items() if isinstance(row, list)}
+    return {p: Seen(*entry) for p, entry in data["days"].items()}, months
 
 
 def _slot(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()[:_SLOT]
 
 
-def _unfold_moved_days(months: dict[str, str], tokens: dict[str, str]) -> tuple[set[str], set[str]]:
+def _unfold_moved_days(
+    months: dict[str, list[str]], tokens: dict[str, str]
+) -> tuple[set[str], set[str]]:
     """(folded days as they were, days whose token moved: unfolded).
 
     A folded day whose drop is not listed keeps its slot: a drop taken away for a re-drop, or a
@@ -121,46 +125,37 @@ def _unfold_moved_days(months: dict[str, str], tokens: dict[str, str]) -> tuple[
     """
     folded, moved = set(), set()
     for month, row in months.items():
-        slots = [row[i : i + _SLOT] for i in range(0, len(row), _SLOT)]
-        for index, slot in enumerate(slots):
+        for index, slot in enumerate(row):
             partition = f"{month}-{index + 1:02d}"
-            if slot == _EMPTY or partition not in tokens:
+            if not slot or partition not in tokens:
                 continue
             if _slot(tokens[partition]) == slot:
                 folded.add(partition)
             else:  # re-dropped: looked at again, as any changed drop
                 moved.add(partition)
-                slots[index] = _EMPTY
-        months[month] = "".join(slots)
-    for month in [m for m, row in months.items() if set(row) == {"-"}]:
+                row[index] = ""
+    for month in [m for m, row in months.items() if not any(row)]:
         del months[month]
     return folded, moved
 
 
 def _fold_settled_days(
-    seen: dict[str, Seen], months: dict[str, str], tokens: dict[str, str], today: date
+    seen: dict[str, Seen], months: dict[str, list[str]], tokens: dict[str, str], today: date
 ) -> None:
     """Move settled days of long-ended months from the day entries into their month's row."""
     for partition, entry in list(seen.items()):
         token = tokens.get(partition)
-        if token is None or not _settled(entry, token) or not _month_over(partition[:7], today):
+        if token is None or not _settled(entry, token):
             continue
         try:
-            index = date.fromisoformat(partition).day - 1
+            day = date.fromisoformat(partition)
         except ValueError:  # not a day's folder: never folded
             continue
-        slots = months.get(partition[:7], _EMPTY * 31)
-        months[partition[:7]] = slots[: index * _SLOT] + _slot(token) + slots[(index + 1) * _SLOT :]
+        month_end = (day.replace(day=1) + timedelta(days=32)).replace(day=1)
+        if month_end + timedelta(days=FOLD_MONTHS_AFTER_DAYS) > today:
+            continue
+        months.setdefault(partition[:7], [""] * 31)[day.day - 1] = _slot(token)
         del seen[partition]
-
-
-def _month_over(month: str, today: date) -> bool:
-    try:
-        first = date.fromisoformat(f"{month}-01")
-    except ValueError:  # not a day's folder: never folded
-        return False
-    next_month = (first + timedelta(days=32)).replace(day=1)
-    return next_month + timedelta(days=FOLD_MONTHS_AFTER_DAYS) <= today
 
 
 def _settled(entry: Seen | None, token: str) -> bool:

@@ -146,7 +146,7 @@ def _clean_by_day(
 
 def _of_days(rejected: pl.DataFrame, days: pl.Series) -> pl.DataFrame:
     """The rejects of these days only (a range run's headline names its empty days)."""
-    return rejected.filter(pl.col("partition_date").cast(pl.Utf8).is_in(days.cast(pl.Utf8)))
+    return rejected.filter(pl.col("partition_date").is_in(days.str.to_date().implode()))
 
 
 def _top_reasons(rejected: pl.DataFrame, n: int = 5) -> dict[str, int]:

@@ -92,6 +92,11 @@ def _parse_csv(file: DropFile, data: bytes) -> pl.DataFrame:
         raise DropFileError(file, f"malformed CSV: {_first_line(e)}") from None
 
 
+# The lake's text form of an instant: Parquet drops' times are written so, and the clean step
+# parses with it given (ml_platform/transforms/shipments.py).
+ISO_UTC = "%Y-%m-%dT%H:%M:%S%.fZ"
+
+
 def _parse_parquet(file: DropFile, data: bytes) -> pl.DataFrame:
     try:
         df = pl.read_parquet(io.BytesIO(data))
@@ -99,9 +104,9 @@ def _parse_parquet(file: DropFile, data: bytes) -> pl.DataFrame:
         raise DropFileError(file, f"unreadable Parquet: {_first_line(e)}") from None
     return df.with_columns(
         [
-            pl.col(name).dt.convert_time_zone("UTC").dt.to_string("%Y-%m-%dT%H:%M:%S%.fZ")
+            pl.col(name).dt.convert_time_zone("UTC").dt.to_string(ISO_UTC)
             if isinstance(dtype, pl.Datetime) and dtype.time_zone
-            else pl.col(name).dt.to_string("%Y-%m-%dT%H:%M:%S%.fZ")
+            else pl.col(name).dt.to_string(ISO_UTC)
             if isinstance(dtype, pl.Datetime)
             else pl.col(name).cast(pl.Utf8)
             for name, dtype in df.schema.items()

@@ -11,7 +11,7 @@ from datetime import date
 import polars as pl
 
 from ml_platform import schemas
-from ml_platform.landing.reader import REQUIRED_COLUMNS
+from ml_platform.landing.reader import ISO_UTC, REQUIRED_COLUMNS
 
 TEXT_COLUMNS = [
     "shipment_id",
@@ -38,10 +38,6 @@ def raw_from_files(parsed: list[tuple[str, str, pl.DataFrame]], partition: str) 
     ]
     stacked = pl.concat(frames, how="diagonal") if frames else pl.DataFrame()
     return stacked.with_columns(partition_date=pl.lit(date.fromisoformat(partition)))
-
-
-# The lake's text form of an instant (the landing reader writes Parquet drops' times so).
-ISO_UTC = "%Y-%m-%dT%H:%M:%S%.fZ"
 
 
 def _typed(raw: pl.DataFrame) -> pl.DataFrame:
