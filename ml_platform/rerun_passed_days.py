@@ -23,6 +23,7 @@ from datetime import date, timedelta
 import dagster as dg
 
 from ml_platform.jobs import data_pipeline_job
+from ml_platform.partitions import daily_partitions
 
 RANGE_START = "dagster/asset_partition_range_start"
 RANGE_END = "dagster/asset_partition_range_end"
@@ -54,7 +55,7 @@ def rerun_passed_days(context: dg.RunFailureSensorContext):
     if not failed:  # failed for another reason than a blocking check
         return None
     try:
-        days = _days(first, last)
+        days = daily_partitions.get_partition_keys_in_range(dg.PartitionKeyRange(first, last))
     except ValueError:  # not a range of days: nothing this sensor can split
         return None
     passed = [day for day in days if all(outcomes[key].get(day) is True for key in failed)]
@@ -126,8 +127,3 @@ def contiguous_ranges(days: list[str]) -> list[tuple[str, str]]:
         else:
             ranges.append((day, day))
     return ranges
-
-
-def _days(first: str, last: str) -> list[str]:
-    a, b = date.fromisoformat(first), date.fromisoformat(last)
-    return [(a + timedelta(days=i)).isoformat() for i in range((b - a).days + 1)]

@@ -7,6 +7,7 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 
+from ml_platform.rerun_passed_days import contiguous_ranges
 from ml_platform.sensors import landing_zone_sensor
 from ml_platform.storage.current import current_versions
 from ml_platform.storage.parquet_io_manager import version_dict
@@ -133,7 +134,7 @@ class AutomationDriver:
                 dg.AssetKey.from_user_string(asset)
             )
         for partitions, keys in by_partitions.items():
-            for first, last in _contiguous_ranges(list(partitions)):
+            for first, last in contiguous_ranges(list(partitions)):
                 self._materialize_range(keys, first, last)
         return requested
 
@@ -151,19 +152,6 @@ class AutomationDriver:
             raise_on_error=False,
         )
         assert result.success, run_failure_message(result)
-
-
-def _contiguous_ranges(partitions: list[str]) -> list[tuple[str, str]]:
-    from datetime import date, timedelta
-
-    days = [date.fromisoformat(p) for p in partitions]
-    ranges, start = [], days[0]
-    for prev, cur in zip(days, days[1:], strict=False):
-        if cur - prev != timedelta(days=1):
-            ranges.append((start.isoformat(), prev.isoformat()))
-            start = cur
-    ranges.append((start.isoformat(), days[-1].isoformat()))
-    return ranges
 
 
 class Platform:
