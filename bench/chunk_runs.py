@@ -26,7 +26,6 @@ from pathlib import Path
 
 import data_half  # the same landed drops and environment as the data-half benchmark
 
-REPO = Path(__file__).resolve().parents[1]
 START = data_half.START
 PREPARE_CHUNK_DAYS = 2  # the window's own raw+clean runs: small enough for any volume here
 
@@ -91,7 +90,7 @@ def _run(env: dict, stage: int, first: str, last: str) -> dict:
     done = subprocess.run(
         [sys.executable, "-c", RUN, str(stage), first, last],
         env=env,
-        cwd=REPO,
+        cwd=data_half.REPO,
         capture_output=True,
         text=True,
     )

@@ -173,15 +173,17 @@ def _measure(variant: str, workdir: Path, days: int, rows_per_day: int, server=N
     else:
         command = [sys.executable, __file__, "--variant", variant, "--workdir", str(workdir)]
         command += ["--days", str(days), "--rows-per-day", str(rows_per_day)]
+    result = measure_command(command, env, variant)
+    return {**result, "rows": days * rows_per_day}
+
+
+def measure_command(command: list[str], env: dict, label: str) -> dict:
+    """Run ``command`` as its own process tree: wall seconds (imports included), peak RSS and
+    PSS summed over the tree, and average cores used. Exits naming ``label`` if it fails."""
     t0 = time.perf_counter()
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     process = subprocess.Popen(
-        command,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=REPO,
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO
     )
     sampler = TreeSampler(process.pid)
     sampler.start()
@@ -190,16 +192,13 @@ def _measure(variant: str, workdir: Path, days: int, rows_per_day: int, server=N
     seconds = time.perf_counter() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if process.returncode:
-        raise SystemExit(f"{variant} failed ({process.returncode}):\n{out[-3000:]}\n{err[-3000:]}")
+        raise SystemExit(f"{label} failed ({process.returncode}):\n{out[-3000:]}\n{err[-3000:]}")
     reaped = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    cpu = max(reaped, sampler.cpu_seconds())
-    # The whole command's wall time, imports included, for every variant alike.
     return {
         "seconds": seconds,
-        "rows": days * rows_per_day,
         "peak_rss_mb": sampler.peak_rss / 2**20,
         "peak_pss_mb": sampler.peak_pss / 2**20,
-        "cores": cpu / seconds,
+        "cores": max(reaped, sampler.cpu_seconds()) / seconds,
     }
 
 

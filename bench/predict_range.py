@@ -17,7 +17,6 @@ import argparse
 import subprocess
 import sys
 import tempfile
-import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -50,9 +49,8 @@ def main() -> int:
         best: dict[str, dict] = {}
         for _ in range(args.rounds):
             for name, extra in VARIANTS.items():
-                result = _measure(
-                    ["predict", "--date", START.isoformat(), "--to", last], env | extra
-                )
+                command = [CLI, "predict", "--date", START.isoformat(), "--to", last]
+                result = data_half.measure_command(command, env | extra, name)
                 if name not in best or result["seconds"] < best[name]["seconds"]:
                     best[name] = result
     rows = args.days * args.rows_per_day
@@ -72,26 +70,6 @@ def _run(command: list[str], env: dict) -> None:
         raise SystemExit(
             f"{' '.join(command)} failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}"
         )
-
-
-def _measure(command: list[str], env: dict) -> dict:
-    t0 = time.perf_counter()
-    process = subprocess.Popen(
-        [CLI, *command], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
-    sampler = data_half.TreeSampler(process.pid)
-    sampler.start()
-    out, err = process.communicate()
-    sampler.stop()
-    seconds = time.perf_counter() - t0
-    if process.returncode:
-        raise SystemExit(f"{' '.join(command)} failed:\n{out[-2000:]}\n{err[-2000:]}")
-    return {
-        "seconds": seconds,
-        "peak_rss_mb": sampler.peak_rss / 2**20,
-        "peak_pss_mb": sampler.peak_pss / 2**20,
-        "cores": sampler.cpu_seconds() / seconds,
-    }
 
 
 if __name__ == "__main__":
