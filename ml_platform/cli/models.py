@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 
+from ml_platform.cli.backfill_chunks import run_chunked_backfill
 from ml_platform.cli.errors import UsageError, hyperparameter, iso_date, monday
 from ml_platform.cli.runs import op_config, run_job, verbose_option
 
@@ -62,8 +63,6 @@ def run_predict(args: argparse.Namespace) -> int:
         raise UsageError(f"--to {last} is before --date {args.date}")
     # In chunks of the backfill policy's size, as `ml-platform backfill --select predict`:
     # a year of quotes holds one chunk's features in memory at a time, not the year's.
-    from ml_platform.cli.backfill_chunks import run_chunked_backfill
-
     return run_chunked_backfill(args.date, last, "predict", None)
 
 
