@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -23,6 +24,8 @@ class Settings:
     # together they size backfill chunks (memory grows with rows per run, not range length).
     rows_per_day: int = 200_000
     backfill_rows_per_run: int = 1_000_000
+    # What `ml-platform sql` keeps in memory before DuckDB spills to disk (a DuckDB size).
+    sql_memory_limit: str = "2GB"
 
     @property
     def backfill_days_per_run(self) -> int:
@@ -57,6 +60,7 @@ def load_settings() -> Settings:
         start_date=start,
         rows_per_day=_positive_int("ML_PLATFORM_ROWS_PER_DAY", 200_000),
         backfill_rows_per_run=_positive_int("ML_PLATFORM_BACKFILL_ROWS_PER_RUN", 1_000_000),
+        sql_memory_limit=_size("ML_PLATFORM_SQL_MEMORY_LIMIT", "2GB"),
     )
 
 
@@ -74,3 +78,13 @@ def _positive_int(name: str, default: int) -> int:
     if not text.isdigit() or int(text) < 1:
         raise ValueError(f"{name}={text!r} must be a positive whole number")
     return int(text)
+
+
+_SIZE = re.compile(r"\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)", re.IGNORECASE)
+
+
+def _size(name: str, default: str) -> str:
+    text = os.environ.get(name, default).strip()
+    if not _SIZE.fullmatch(text):
+        raise ValueError(f"{name}={text!r} must be a size such as 512MB or 4GB")
+    return text

@@ -1,7 +1,11 @@
 """Read-only SQL over a catalog of stored versions: an in-memory DuckDB of copies.
 
-Each view of the catalog becomes a table in an in-memory DuckDB database, loaded from Arrow
-(``views.load_frame``); the catalog itself is ``ml_platform.versions``. Queries cannot change
+Each view of the catalog becomes a table in an in-memory DuckDB database, loaded straight
+from the verified Parquet files (``views.spool_objects``) or the Postgres rows streamed as
+Arrow (``views.table_batches``); the catalog itself is ``ml_platform.versions``. The
+database keeps at most ``ML_PLATFORM_SQL_MEMORY_LIMIT`` in memory and spills the rest to
+its temporary folder, so a year of partitions is queried with the memory of a few: nothing
+of a view passes through Python whole. Queries cannot change
 anything outside that database, twice over: only single SELECT statements are accepted
 (``DROP``, ``INSERT``, ``COPY ... TO``, ``ATTACH``, ``SET`` ... are refused before they run),
 and once the data is loaded DuckDB's file system access is switched off and its
@@ -13,6 +17,7 @@ from __future__ import annotations
 
 import os
 import re
+import tempfile
 import uuid
 from pathlib import Path
 from typing import IO
@@ -25,11 +30,15 @@ from ml_platform.analytics.views import (
     CATALOG_SCHEMA,
     VERSIONS_TABLE,
     Catalog,
+    UnavailableVersionError,
     View,
     check_available,
-    load_frame,
+    check_rows,
     quote_ident,
+    spool_objects,
+    table_batches,
 )
+from ml_platform.settings import load_settings
 
 FORMATS = ("table", "csv", "json", "parquet")
 _ALLOWED = {"SELECT"}
@@ -54,17 +63,26 @@ def one_line(error: BaseException) -> str:
 class Session:
     """An in-memory DuckDB over one catalog; views are loaded the first time a query needs them."""
 
-    def __init__(self, catalog: Catalog) -> None:
+    def __init__(self, catalog: Catalog, memory_limit: str | None = None) -> None:
         check_available(catalog)
         self.catalog = catalog
         self.views = catalog.views()
-        self.con = duckdb.connect(":memory:")
+        # DuckDB's spill files and the verified copies of stored objects, removed on close.
+        self._scratch = tempfile.TemporaryDirectory(prefix="ml-platform-sql-")
+        self.con = duckdb.connect(
+            ":memory:",
+            config={
+                "memory_limit": memory_limit or load_settings().sql_memory_limit,
+                "temp_directory": os.path.join(self._scratch.name, "spill"),
+            },
+        )
         self.loaded: set[str] = set()
         self.locked = False
         self._create_catalog_table()
 
     def close(self) -> None:
         self.con.close()
+        self._scratch.cleanup()
 
     def __enter__(self) -> Session:
         return self
@@ -76,11 +94,11 @@ class Session:
     def _create_catalog_table(self) -> None:
         self.con.execute(f"CREATE SCHEMA {quote_ident(CATALOG_SCHEMA)}")
         self._create(
-            f"{quote_ident(CATALOG_SCHEMA)}.{VERSIONS_TABLE}", self.catalog.versions_frame()
+            f"{quote_ident(CATALOG_SCHEMA)}.{VERSIONS_TABLE}",
+            self.catalog.versions_frame().to_arrow(),
         )
 
-    def _create(self, qualified: str, frame: pl.DataFrame) -> None:
-        arrow = frame.to_arrow()
+    def _create(self, qualified: str, arrow: pa.Table | pa.RecordBatchReader) -> None:
         name = f"_load_{uuid.uuid4().hex}"
         self.con.register(name, arrow)
         try:
@@ -98,8 +116,34 @@ class Session:
             if self.locked:
                 raise RuntimeError("views must be loaded before the session is locked")
             self.con.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(view.schema)}")
-            self._create(view.qualified, load_frame(self.catalog, view))
+            if self.catalog.kind(self.catalog.nodes[view.asset][0]) == "table":
+                with table_batches(self.catalog, view) as batches:
+                    self._create(view.qualified, batches)
+            else:
+                self._create_from_objects(view)
+            count = f"SELECT count(*) FROM {view.qualified}"  # noqa: S608 (quoted identifiers)
+            (rows,) = self.con.execute(count).fetchone()
+            try:
+                check_rows(self.catalog, view, rows)
+            except UnavailableVersionError:
+                self.con.execute(f"DROP TABLE {view.qualified}")
+                raise
             self.loaded.add(name)
+
+    def _create_from_objects(self, view: View) -> None:
+        # DuckDB reads the verified files itself, in order, a few row groups at a time; by
+        # name, so a column added in later partitions is null in earlier ones (as polars'
+        # diagonal concat would have it).
+        paths = spool_objects(self.catalog, view, Path(self._scratch.name) / uuid.uuid4().hex)
+        try:
+            self.con.execute(
+                f"CREATE TABLE {view.qualified} AS "  # noqa: S608 (quoted identifiers)
+                "SELECT * FROM read_parquet($files, union_by_name = true)",
+                {"files": [str(p) for p in paths]},
+            )
+        finally:
+            for path in paths:
+                path.unlink(missing_ok=True)
 
     def load_for(self, query: str) -> None:
         """Load the views a query reads (every view when that cannot be told)."""
@@ -175,19 +219,24 @@ _ALIAS = re.compile(r"\s+AS\s+.*$", re.IGNORECASE | re.DOTALL)
 
 
 def referenced_views(sql: str, views: dict[str, View]) -> set[str] | None:
-    """The views a query names, or None (all of them) when it names none or cannot be parsed."""
+    """The views a query names (none when it reads only the catalog table), or None (all of
+    them) when it names no table (``SHOW TABLES``, ``duckdb_tables()``) or cannot be parsed."""
     try:
         names = duckdb.get_table_names(sql, qualified=True)
     except duckdb.Error:
+        return None
+    if not names:
         return None
     wanted = set()
     for name in names:
         base = _ALIAS.sub("", name).replace('"', "").strip().lower()
         if base.startswith("memory."):
             base = base[len("memory.") :]
+        if "." not in base:  # unqualified: DuckDB looks in the main schema
+            base = f"main.{base}"
         if base in views:
             wanted.add(base)
-    return wanted or None
+    return wanted
 
 
 # -- output --------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Which stored version of each partition a SQL view holds, and loading them as Arrow.
+"""Which stored version of each partition a SQL view holds, and reading them verified.
 
 Two catalogs, both lists of materializations (lineage ``Node``s) per asset:
 
@@ -10,29 +10,29 @@ Two catalogs, both lists of materializations (lineage ``Node``s) per asset:
 
 DuckDB never touches the storage itself (no extension is downloaded, none is needed):
 object-store versions are fetched through the asset's own IO manager store (local folder or
-the GCS client), checked against the sha256 recorded when they were written, and handed to
-DuckDB as Arrow; Postgres tables are read through the platform's reader (one REPEATABLE
-READ snapshot, ADBC) and their bookkeeping must name the very run the catalog names. A
-version that is gone, changed or replaced is an error naming it: nothing different is
-queried in its place.
+the GCS client) to local files, checked against the sha256 recorded when they were written,
+and only then read by DuckDB; Postgres tables are streamed through the platform's reader
+(one REPEATABLE READ snapshot, ADBC) and their bookkeeping must name the very run the
+catalog names. Neither holds a view's rows in Python memory. A version that is gone,
+changed or replaced is an error naming it: nothing different is queried in its place.
 """
 
 from __future__ import annotations
 
-import io
 from collections import defaultdict
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
 import polars as pl
+import pyarrow as pa
 
 from ml_platform.provenance.lineage import Node, backward, node_from_record
 from ml_platform.storage.current import latest_storage_ids, records_by_storage_id
-from ml_platform.storage.object_store import sha256_hex
 
 # The schema of the catalog's own table (one row per stored version a view holds).
 CATALOG_SCHEMA = "ml_platform"
@@ -303,55 +303,71 @@ def _row_problem(node: Node, version) -> str | None:
 
 
 # -- loading -------------------------------------------------------------------------------
-def load_frame(catalog: Catalog, view: View) -> pl.DataFrame:
-    """Exactly the rows of the versions a view holds, in partition order."""
+def spool_objects(catalog: Catalog, view: View, into: Path) -> list[Path]:
+    """Verified local files of the objects a view holds, in partition order.
+
+    Each object goes straight to a file in ``into`` (a hard link on a local store) and is
+    checked against the sha256 recorded when it was written, so memory holds no object
+    whatever the number of partitions. Anything gone or changed raises
+    ``UnavailableVersionError`` naming every such version (and no file is left behind).
+    """
     nodes = catalog.nodes[view.asset]
-    manager = catalog.managers[view.asset]
-    if catalog.kind(nodes[0]) == "table":
-        frame, problems = _load_table(manager, view, nodes)
-    else:
-        frame, problems = _load_objects(manager.store(), nodes)
-    if not problems:
-        recorded = [n.rows for n in nodes]
-        if None not in recorded and sum(recorded) != frame.height:
-            problems.append(
-                f"{view.asset}: {frame.height} rows read, but its materializations recorded "
-                f"{sum(recorded)}"
-            )
-    if problems:
-        raise UnavailableVersionError(catalog.description, problems)
-    return frame
+    store = catalog.managers[view.asset].store()
+    into.mkdir(parents=True, exist_ok=True)
 
-
-def _load_objects(store, nodes: list[Node]) -> tuple[pl.DataFrame, list[str]]:
-    def fetch(node: Node) -> bytes | None:
-        return store.get(node.object_key)
+    def fetch(numbered: tuple[int, Node]) -> tuple[Path, str | None]:
+        number, node = numbered
+        dest = into / f"{number:06d}.parquet"
+        return dest, _object_problem(node, store.copy_to(node.object_key, dest))
 
     with ThreadPoolExecutor(max_workers=min(_DOWNLOAD_WORKERS, len(nodes))) as pool:
-        blobs = list(pool.map(fetch, nodes))
-    problems, frames = [], []
-    for node, data in zip(nodes, blobs, strict=True):
-        if data is None:
-            problems.append(_gone(node))
-        elif node.sha256 and sha256_hex(data) != node.sha256:
-            problems.append(
-                f"{node.ref}: its stored version {node.uri} (materialization "
-                f"#{node.storage_id}) has changed: sha256 differs from the recorded one"
-            )
-        else:
-            frames.append(pl.read_parquet(io.BytesIO(data)))
+        fetched = list(pool.map(fetch, enumerate(nodes)))
+    problems = [problem for _, problem in fetched if problem]
     if problems:
-        return pl.DataFrame(), problems
-    return pl.concat(frames, how="diagonal_relaxed"), []
+        for path, _ in fetched:
+            path.unlink(missing_ok=True)
+        raise UnavailableVersionError(catalog.description, problems)
+    return [path for path, _ in fetched]
 
 
-def _load_table(manager, view: View, nodes: list[Node]) -> tuple[pl.DataFrame, list[str]]:
+def _object_problem(node: Node, sha256: str | None) -> str | None:
+    if sha256 is None:
+        return _gone(node)
+    if node.sha256 and sha256 != node.sha256:
+        return (
+            f"{node.ref}: its stored version {node.uri} (materialization "
+            f"#{node.storage_id}) has changed: sha256 differs from the recorded one"
+        )
+    return None
+
+
+@contextmanager
+def table_batches(catalog: Catalog, view: View) -> Iterator[pa.RecordBatchReader]:
+    """The rows of the Postgres versions a view holds, streamed from one snapshot whose
+    bookkeeping names the very runs the catalog names (else ``UnavailableVersionError``)."""
     from ml_platform.storage.postgres_tables import MissingPartitionError
 
+    nodes = catalog.nodes[view.asset]
+    manager = catalog.managers[view.asset]
     schema, table = manager.table_for(dg.AssetKey.from_user_string(view.asset))
+    partitions = [n.partition for n in nodes]
     try:
-        frame, versions = manager.tables().read(schema, table, [n.partition for n in nodes])
+        with manager.tables().read_batches(schema, table, partitions) as (batches, versions):
+            problems = [
+                p for n, v in zip(nodes, versions, strict=True) if (p := _row_problem(n, v))
+            ]
+            if problems:
+                raise UnavailableVersionError(catalog.description, problems)
+            yield batches
     except MissingPartitionError as e:
-        return pl.DataFrame(), [f"{view.asset}: {e}"]
-    problems = [p for n, v in zip(nodes, versions, strict=True) if (p := _row_problem(n, v))]
-    return frame, problems
+        raise UnavailableVersionError(catalog.description, [f"{view.asset}: {e}"]) from None
+
+
+def check_rows(catalog: Catalog, view: View, rows: int) -> None:
+    """The rows loaded for a view are as many as its materializations recorded."""
+    recorded = [n.rows for n in catalog.nodes[view.asset]]
+    if None not in recorded and sum(recorded) != rows:
+        raise UnavailableVersionError(
+            catalog.description,
+            [f"{view.asset}: {rows} rows read, but its materializations recorded {sum(recorded)}"],
+        )

@@ -109,6 +109,8 @@ def execute(
                     print(f"-- exported {len(tables)} tables to {args.export}", file=stderr)
                 if args.query:
                     result = session.query(args.query)
+                    loaded = ", ".join(sorted(session.loaded)) or "none"
+                    print(f"-- views loaded: {loaded}", file=stderr)
                     write_result(result, args.format, stdout, args.output, args.max_rows)
                 elif not args.export:
                     return repl(session, args, stdout, stderr, stdin or sys.stdin)

@@ -11,12 +11,14 @@ from __future__ import annotations
 import io
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
 from ml_platform.storage.object_store import (
     MissingObjectError,
     ObjectInfo,
     StoredObject,
+    file_sha256,
     sha256_hex,
 )
 from ml_platform.storage.upload_pipe import UploadAborted, UploadPipe
@@ -148,6 +150,19 @@ class GCSObjectStore:
             return blob.download_as_bytes(timeout=self.timeout, retry=self.retry)
         except NotFound:
             return None
+
+    def copy_to(self, key: str, dest: Path) -> str | None:
+        from google.api_core.exceptions import NotFound
+
+        blob = self._bucket.blob(self.blob_name(key))
+        try:
+            blob.download_to_filename(str(dest), timeout=self.timeout, retry=self.retry)
+        except NotFound:
+            Path(dest).unlink(missing_ok=True)
+            return None
+        # Hashed from the file once written (from the page cache): the client may resume a
+        # broken download, so the bytes it streams are not all the file ends up holding.
+        return file_sha256(dest)
 
     def get_verified(self, key: str, sha256: str) -> bytes:
         """The object's bytes, checked against the sha256 recorded when it was written."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import shutil
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
@@ -60,6 +61,10 @@ class ObjectStore(Protocol):
     def get(self, key: str) -> bytes | None:
         """The object's bytes, or None when there is no such object."""
 
+    def copy_to(self, key: str, dest: Path) -> str | None:
+        """Put the object's bytes in the new local file ``dest`` without holding them in
+        memory; their sha256, or None (and no file) when there is no such object."""
+
     def local_path_or_uri(self, key: str) -> str:
         """A path or URI naming the object (a local path polars can scan, or a gs:// URI)."""
 
@@ -87,6 +92,12 @@ class MissingObjectError(FileNotFoundError):
 
 def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def file_sha256(path: Path) -> str:
+    """The sha256 of a file's bytes, read in blocks."""
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 class HashingWriter(io.RawIOBase):
@@ -152,6 +163,22 @@ class LocalObjectStore:
             return self.path(key).read_bytes()
         except FileNotFoundError:
             return None
+
+    def copy_to(self, key: str, dest: Path) -> str | None:
+        # A hard link costs no copy, and stays safe to read: objects are never rewritten in
+        # place (a new version is a new file, retention only unlinks). It is hashed after
+        # linking, so the bytes verified are the bytes a reader of dest gets.
+        source = self.path(key)
+        try:
+            os.link(source, dest)
+        except FileNotFoundError:
+            return None
+        except OSError:  # another file system, or links not allowed: copy
+            try:
+                shutil.copyfile(source, dest)
+            except FileNotFoundError:
+                return None
+        return file_sha256(dest)
 
     def local_path_or_uri(self, key: str) -> str:
         return str(self.path(key))

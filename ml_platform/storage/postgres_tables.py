@@ -25,6 +25,7 @@ from typing import Any
 from urllib.parse import quote
 
 import polars as pl
+import pyarrow as pa
 
 from ml_platform.storage.frames import content_sha256
 from ml_platform.storage.pg_catalog import (
@@ -283,29 +284,57 @@ class PostgresTables:
         """The rows of the given partitions (None: the whole table), with their versions.
 
         Data and bookkeeping come from one REPEATABLE READ snapshot, so the versions name
-        exactly the rows returned. The partition list travels as a bound setting, which
-        keeps the data query parameter-free: ADBC then streams it with COPY BINARY.
+        exactly the rows returned.
         """
         with self.connect() as conn, conn.cursor() as cur:
-            cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-            info = stored_info_or_none(cur, schema, table)
-            if info is None:
-                raise MissingPartitionError(f"{schema}.{table} has never been stored")
-            versions = self._versions(cur, info, partitions)
-            data_columns = [c for c in info.columns if c.name != PARTITION_COLUMN]
-            select = ", ".join(quote_ident(c.name) for c in data_columns)
-            sql = f"SELECT {select} FROM {info.qualified}"  # noqa: S608 (quoted identifiers)
-            if partitions != [None] and info.partition_column is not None:
-                column = info.column(info.partition_column)
-                cur.execute(
-                    "SELECT set_config('ml_platform.partitions', $1, true)",
-                    (json.dumps(partitions),),
-                )
-                cur.fetchall()
-                sql = _partition_query(sql, quote_ident(column.name), column.pg_type)
-            cur.execute(sql)
-            table_ = cur.fetch_arrow_table()
-        return from_arrow_read(table_, data_columns), versions
+            columns, versions = self._select(cur, schema, table, partitions)
+            return from_arrow_read(cur.fetch_arrow_table(), columns), versions
+
+    @contextlib.contextmanager
+    def read_batches(
+        self, schema: str, table: str, partitions: list[str | None]
+    ) -> Iterator[tuple[pa.RecordBatchReader, list[PartitionVersion]]]:
+        """As ``read``, but the rows stream as Arrow batches (memory: one batch, not the
+        partitions), typed as ``read`` types them; consume them inside the ``with``."""
+        with self.connect() as conn, conn.cursor() as cur:
+            columns, versions = self._select(cur, schema, table, partitions)
+            stream = cur.fetch_record_batch()
+            schema_ = from_arrow_read(stream.schema.empty_table(), columns).to_arrow().schema
+
+            def typed() -> Iterator[pa.RecordBatch]:
+                for batch in stream:
+                    frame = from_arrow_read(pa.Table.from_batches([batch]), columns)
+                    yield from frame.to_arrow().cast(schema_).to_batches()
+
+            yield pa.RecordBatchReader.from_batches(schema_, typed()), versions
+
+    def _select(
+        self, cur: Any, schema: str, table: str, partitions: list[str | None]
+    ) -> tuple[list[PgColumn], list[PartitionVersion]]:
+        """Executes the read of ``partitions`` in a REPEATABLE READ snapshot: its data columns
+        and the partitions' versions, read in the same snapshot.
+
+        The partition list travels as a bound setting, which keeps the data query
+        parameter-free: ADBC then streams it with COPY BINARY.
+        """
+        cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        info = stored_info_or_none(cur, schema, table)
+        if info is None:
+            raise MissingPartitionError(f"{schema}.{table} has never been stored")
+        versions = self._versions(cur, info, partitions)
+        data_columns = [c for c in info.columns if c.name != PARTITION_COLUMN]
+        select = ", ".join(quote_ident(c.name) for c in data_columns)
+        sql = f"SELECT {select} FROM {info.qualified}"  # noqa: S608 (quoted identifiers)
+        if partitions != [None] and info.partition_column is not None:
+            column = info.column(info.partition_column)
+            cur.execute(
+                "SELECT set_config('ml_platform.partitions', $1, true)",
+                (json.dumps(partitions),),
+            )
+            cur.fetchall()
+            sql = _partition_query(sql, quote_ident(column.name), column.pg_type)
+        cur.execute(sql)
+        return data_columns, versions
 
     def read_version(
         self, schema: str, table: str, partition: str | None, run_id: str

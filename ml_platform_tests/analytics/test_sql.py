@@ -313,6 +313,8 @@ def test_cli_as_a_user_runs_it(lake):
         "n",
         str(lake["before"]["features/shipment_features"]["rows"]),
     ]
+    # Only the command's own notes: nothing printed at the interpreter's exit.
+    assert [line[:3] for line in done.stderr.splitlines()] == ["-- ", "-- "], done.stderr
 
     bad = run_cli(lake, "SELEC count(*) FROM raw.shipments")
     assert bad.returncode == 1

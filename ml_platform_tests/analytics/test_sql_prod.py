@@ -2,7 +2,8 @@
 
 A small prod setup built the way the prod end-to-end test builds its own (same environment,
 same landing upload): three days of drops, raw -> clean -> features. Raw and features are
-read through the GCS client into Arrow, clean through the platform's Postgres reader.
+downloaded through the GCS client to verified files, clean streamed through the platform's
+Postgres reader.
 Then the drop of the middle day is re-landed and its raw and clean rebuilt: Postgres keeps
 only the new rows, so a query as of a features day that read the old ones must refuse,
 naming them, while a features day that did not read them still answers exactly.

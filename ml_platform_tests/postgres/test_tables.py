@@ -77,6 +77,22 @@ def test_every_type_round_trips_exactly(pg):
     assert versions[0].run_id == "run-1" and versions[0].rows == 3
 
 
+def test_streamed_reads_equal_whole_reads_in_batches(pg):
+    tables = store(pg)
+    df = every_type()
+    tables.write("clean", "every_type_streamed", {"2026-01-01": df}, "run-1", "partition_date")
+    keys = days("2026-02-01", 4)
+    big = {key: day_frame(key, 150_000) for key in keys}
+    tables.write("clean", "streamed", big, "run-2", "partition_date")
+    for table, partitions in (("every_type_streamed", ["2026-01-01"]), ("streamed", keys)):
+        whole, versions = tables.read("clean", table, partitions)
+        with tables.read_batches("clean", table, partitions) as (batches, streamed_versions):
+            chunks = [pl.from_arrow(b) for b in batches]
+        assert streamed_versions == versions
+        assert_frame_equal(pl.concat(chunks), whole, check_row_order=False)
+    assert len(chunks) > 1  # 600,000 rows arrive in several batches, not as one table
+
+
 def test_unsupported_types_and_sub_microsecond_timestamps_are_refused_clearly(pg):
     tables = store(pg)
     with pytest.raises(UnsupportedColumnType, match=r"clean\.odd: column 'nested'"):
