@@ -1,16 +1,19 @@
-"""Read-only SQL over a catalog of stored versions: an in-memory DuckDB of copies.
+"""Read-only SQL over a catalog of stored versions: an in-memory DuckDB over verified copies.
 
-Each view of the catalog becomes a table in an in-memory DuckDB database, loaded straight
-from the verified Parquet files (``views.spool_objects``) or the Postgres rows streamed as
-Arrow (``views.table_batches``); the catalog itself is ``ml_platform.versions``. The
-database keeps at most ``ML_PLATFORM_SQL_MEMORY_LIMIT`` in memory and spills the rest to
-its temporary folder, so a year of partitions is queried with the memory of a few: nothing
-of a view passes through Python whole. Queries cannot change
-anything outside that database, twice over: only single SELECT statements are accepted
-(``DROP``, ``INSERT``, ``COPY ... TO``, ``ATTACH``, ``SET`` ... are refused before they run),
-and once the data is loaded DuckDB's file system access is switched off and its
-configuration locked, so not even a SELECT can read or write a file. Results leave DuckDB
-as Arrow and are written by Python (table, CSV, JSON, Parquet).
+Each view of the catalog becomes, in an in-memory DuckDB database, a view over verified
+copies of its Parquet objects in the session's spool folder (``views.spool_objects``), or a
+table of the Postgres rows streamed as Arrow (``views.table_batches``); the catalog itself
+is ``ml_platform.versions``. DuckDB reads the copies at query time, only the columns and row
+groups a query needs, keeps at most ``ML_PLATFORM_SQL_MEMORY_LIMIT`` in memory and spills
+the rest to its temporary folder: a year of partitions is queried with the memory of a few,
+and nothing of a view passes through Python whole. Both folders go when the session closes.
+
+Queries cannot change anything outside that database, twice over: only single SELECT
+statements are accepted (``DROP``, ``INSERT``, ``COPY ... TO``, ``ATTACH``, ``SET`` ... are
+refused before they run), and once the data is loaded DuckDB may read only the spool folder
+(copies, never the lake's own files) and its configuration is locked, so a SELECT reads
+nothing else. Results leave DuckDB as Arrow and are written by Python (table, CSV, JSON,
+Parquet).
 """
 
 from __future__ import annotations
@@ -76,6 +79,7 @@ class Session:
                 "temp_directory": os.path.join(self._scratch.name, "spill"),
             },
         )
+        self._spool = Path(self._scratch.name) / "spool"
         self.loaded: set[str] = set()
         self.locked = False
         self._create_catalog_table()
@@ -117,33 +121,34 @@ class Session:
                 raise RuntimeError("views must be loaded before the session is locked")
             self.con.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(view.schema)}")
             if self.catalog.kind(self.catalog.nodes[view.asset][0]) == "table":
+                kind = "TABLE"
                 with table_batches(self.catalog, view) as batches:
                     self._create(view.qualified, batches)
             else:
-                self._create_from_objects(view)
+                kind = "VIEW"
+                self._create_view_of_objects(view)
             count = f"SELECT count(*) FROM {view.qualified}"  # noqa: S608 (quoted identifiers)
             (rows,) = self.con.execute(count).fetchone()
             try:
                 check_rows(self.catalog, view, rows)
             except UnavailableVersionError:
-                self.con.execute(f"DROP TABLE {view.qualified}")
+                self.con.execute(f"DROP {kind} {view.qualified}")
                 raise
             self.loaded.add(name)
 
-    def _create_from_objects(self, view: View) -> None:
-        # DuckDB reads the verified files itself, in order, a few row groups at a time; by
-        # name, so a column added in later partitions is null in earlier ones (as polars'
-        # diagonal concat would have it).
-        paths = spool_objects(self.catalog, view, Path(self._scratch.name) / uuid.uuid4().hex)
-        try:
-            self.con.execute(
-                f"CREATE TABLE {view.qualified} AS "  # noqa: S608 (quoted identifiers)
-                "SELECT * FROM read_parquet($files, union_by_name = true)",
-                {"files": [str(p) for p in paths]},
-            )
-        finally:
-            for path in paths:
-                path.unlink(missing_ok=True)
+    def _create_view_of_objects(self, view: View) -> None:
+        # A view over verified copies in the session's spool folder, which DuckDB reads at
+        # query time: only the columns and row groups a query needs, a few at a time (a count
+        # reads no row at all). By name, so a column added in later partitions is null in
+        # earlier ones, as polars' diagonal concat has it. Copies rather than the lake's own
+        # files: DuckDB may read the spool folder, and nothing else, once the session is
+        # locked, so nothing the lake holds is within its reach.
+        paths = spool_objects(self.catalog, view, self._spool / uuid.uuid4().hex)
+        files = ", ".join(_literal(str(p)) for p in paths)
+        self.con.execute(
+            f"CREATE VIEW {view.qualified} AS "  # noqa: S608 (quoted identifiers, our own paths)
+            f"SELECT * FROM read_parquet([{files}], union_by_name = true)"
+        )
 
     def load_for(self, query: str) -> None:
         """Load the views a query reads (every view when that cannot be told)."""
@@ -152,6 +157,9 @@ class Session:
     def lock(self) -> None:
         """No file access and no configuration change from here on."""
         if not self.locked:
+            # The spooled copies the views read stay readable; every other file is not.
+            spool = _literal(f"{self._spool}{os.sep}")
+            self.con.execute(f"SET allowed_directories = [{spool}]")
             self.con.execute("SET enable_external_access = false")
             self.con.execute("SET lock_configuration = true")
             self.locked = True
@@ -179,9 +187,8 @@ class Session:
         path = Path(path).absolute()
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
-        literal = "'" + str(tmp).replace("'", "''") + "'"
         tables = [f"{CATALOG_SCHEMA}.{VERSIONS_TABLE}", *sorted(self.loaded)]
-        self.con.execute(f"ATTACH {literal} AS ml_platform_export")
+        self.con.execute(f"ATTACH {_literal(str(tmp))} AS ml_platform_export")
         try:
             for name in tables:
                 schema, table = name.split(".", 1)
@@ -199,6 +206,10 @@ class Session:
             tmp.unlink(missing_ok=True)
             Path(f"{tmp}.wal").unlink(missing_ok=True)
         return tables
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
 
 
 def refuse_unless_select(con: duckdb.DuckDBPyConnection, sql: str) -> None:

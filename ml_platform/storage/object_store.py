@@ -90,6 +90,9 @@ class MissingObjectError(FileNotFoundError):
         self.uri = uri
 
 
+COPY_BLOCK_BYTES = 1024 * 1024
+
+
 def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -165,20 +168,13 @@ class LocalObjectStore:
             return None
 
     def copy_to(self, key: str, dest: Path) -> str | None:
-        # A hard link costs no copy, and stays safe to read: objects are never rewritten in
-        # place (a new version is a new file, retention only unlinks). It is hashed after
-        # linking, so the bytes verified are the bytes a reader of dest gets.
-        source = self.path(key)
         try:
-            os.link(source, dest)
+            with open(self.path(key), "rb") as source, open(dest, "xb") as target:
+                sink = HashingWriter(target)
+                shutil.copyfileobj(source, sink, COPY_BLOCK_BYTES)
         except FileNotFoundError:
             return None
-        except OSError:  # another file system, or links not allowed: copy
-            try:
-                shutil.copyfile(source, dest)
-            except FileNotFoundError:
-                return None
-        return file_sha256(dest)
+        return sink.sha256_hex()
 
     def local_path_or_uri(self, key: str) -> str:
         return str(self.path(key))

@@ -192,6 +192,23 @@ def test_retention_removed_version_is_named_and_nothing_is_queried(lake):
     assert len(err.strip().splitlines()) == 1
 
 
+def test_a_version_changed_in_place_is_named_and_nothing_is_queried(lake):
+    path = lake["storage"] / lake["after"]["clean/shipments"]["key"]
+    original = path.read_bytes()
+    frame = pl.read_parquet(path)
+    try:
+        with open(path, "r+b") as f:  # the same file, other rows: as a hand edit would do
+            f.truncate(0)
+            frame.head(3).write_parquet(f)
+        code, out, err = sql(lake, "SELECT count(*) FROM clean.shipments")
+    finally:
+        path.write_bytes(original)
+    assert code == 1 and out == ""
+    (error,) = [line for line in err.splitlines() if not line.startswith("-- ")]
+    assert error.startswith("sql: ") and f"clean/shipments {DAY}" in error
+    assert "sha256 differs" in error
+
+
 def lake_state(lake) -> tuple:
     files = sorted(
         (str(p), p.stat().st_size, p.stat().st_mtime_ns)
@@ -232,6 +249,14 @@ def test_statements_that_would_change_anything_are_refused(lake, statement, tmp_
 
 def test_a_select_cannot_read_files(lake):
     code, _, err = sql(lake, "SELECT * FROM read_csv('/etc/hostname')")
+    assert code == 1
+    assert "file system operations are disabled" in err.splitlines()[-1]
+    # Not even the lake's own files, while the views read their verified copies.
+    stored = lake["storage"] / lake["after"]["clean/shipments"]["key"]
+    code, _, err = sql(
+        lake,
+        f"SELECT count(*) FROM clean.shipments, read_parquet('{stored}') WHERE false",  # noqa: S608 (a test path)
+    )
     assert code == 1
     assert "file system operations are disabled" in err.splitlines()[-1]
 

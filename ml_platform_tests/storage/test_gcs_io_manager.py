@@ -431,3 +431,22 @@ def test_unknown_objects_fail_clearly(gcs_bucket, instance):
     assert "numbers has no materialization of partition(s) 2026-03-09" in json.dumps(
         str(failure.event_specific_data.error)
     )
+
+
+def test_copy_to_writes_the_object_to_a_file_and_hashes_what_it_holds(
+    gcs_bucket, gcs_client, tmp_path
+):
+    from ml_platform.storage.object_store import LocalObjectStore, sha256_hex
+
+    data = os.urandom(3 * 1024 * 1024)  # larger than one download chunk of the client
+    for store in (
+        GCSObjectStore(gcs_client, gcs_bucket, "lake"),
+        LocalObjectStore(tmp_path / "lake"),
+    ):
+        stored = store.put("part/a.parquet", data)
+        dest = tmp_path / f"{type(store).__name__}.copy"
+        assert store.copy_to("part/a.parquet", dest) == stored.sha256 == sha256_hex(data)
+        assert dest.read_bytes() == data
+        missing = tmp_path / f"{type(store).__name__}.missing"
+        assert store.copy_to("part/none.parquet", missing) is None
+        assert not missing.exists()
