@@ -34,13 +34,12 @@ import dagster as dg
 import polars as pl
 
 from ml_platform.dagster_internals import CheckTarget as Target
+from ml_platform.failures import no_retry
 
 if TYPE_CHECKING:
     import pandera.polars as pa
 
 ALL_PARTITIONS = "*"
-# Dagster's per-run override of run_retries.retry_on_asset_or_op_failure.
-RETRY_ON_FAILURE_TAG = "dagster/retry_on_asset_or_op_failure"
 
 
 @dataclass(frozen=True)
@@ -93,7 +92,7 @@ def gated(
         # The same data fails the same check: Dagster's run retries (on in prod, for failures
         # that may pass the next time) would repeat this run for nothing. The days that passed
         # are run again by the rerun_passed_days sensor instead.
-        context.instance.add_run_tags(context.run.run_id, {RETRY_ON_FAILURE_TAG: "false"})
+        no_retry(context)
         raise dg.Failure(
             description="\n".join([*lines, *problems]),
             metadata={"failed_checks": dg.MetadataValue.json(problems)},

@@ -1,14 +1,15 @@
-"""Runs again, once, the days of a failed range run that passed their blocking checks.
+"""Runs again, once, the days of a failed range run that did not fail themselves.
 
 A step over several days (in a backfill chunk launched from the UI or with ``--submit``, or an
 automation tick that found several days ready at once) is atomic: when one day fails a
-blocking check, none of the step's days is stored (``ml_platform.checks.gated``); steps before
-it in the run did land. Nothing else would ask for the days that passed:
-their inputs did not change, and the automation conditions count them as handled, so they
-stayed missing (and every feature day whose window reads them) until someone backfilled
-them by hand. This sensor requests them as soon as the run fails, without the failing days
-and without the assets downstream of the failed checks (automation builds those once the
-days are stored). A day that failed a check waits for new data, as before.
+blocking check (``ml_platform.checks.gated``) or its landed drop cannot be read
+(``ml_platform.failures``), none of the step's days is stored; steps before it in the run did
+land. Nothing else would ask for the other days: their inputs did not change, the landing
+sensor has seen their drops, and the automation conditions count them as handled, so they
+stayed missing (and every feature day whose window reads them) until someone backfilled them
+by hand. This sensor requests them as soon as the run fails, without the failing days and
+without the assets downstream of the failed step (automation builds those once the days are
+stored). A day that failed waits for new data, as before.
 
 Runs of ``ml-platform backfill`` without ``--submit`` execute in the CLI's own processes, not
 through the code location, so Dagster does not show them to run-status sensors: the command
@@ -22,6 +23,7 @@ from datetime import date, timedelta
 
 import dagster as dg
 
+from ml_platform.failures import failed_partitions
 from ml_platform.jobs import data_pipeline_job
 from ml_platform.partitions import daily_partitions
 
@@ -37,8 +39,8 @@ WILL_RETRY_TAG = "dagster/will_retry"  # set by Dagster on a failed run it is ab
     default_status=dg.DefaultSensorStatus.RUNNING,
     minimum_interval_seconds=30,
     description=(
-        "When a run over several days fails because some of them failed a blocking check, "
-        "runs the days that passed again, once, without the failing days."
+        "When a run over several days fails because some of them failed a blocking check or "
+        "could not be read, runs the other days again, once, without the failing days."
     ),
 )
 def rerun_passed_days(context: dg.RunFailureSensorContext):
@@ -50,13 +52,15 @@ def rerun_passed_days(context: dg.RunFailureSensorContext):
         return None
     if run.tags.get(WILL_RETRY_TAG) == "true":  # its retry decides; acting twice runs twice
         return None
-    outcomes = blocking_outcomes(context.instance, run.run_id)
-    failed = {key for key, days in outcomes.items() if not all(days.values())}
-    if not failed:  # failed for another reason than a blocking check
-        return None
     try:
         days = daily_partitions.get_partition_keys_in_range(dg.PartitionKeyRange(first, last))
     except ValueError:  # not a range of days: nothing this sensor can split
+        return None
+    outcomes = blocking_outcomes(context.instance, run.run_id)
+    for key, named in named_failures(context.instance, run.run_id, days).items():
+        outcomes[key] = {d: ok and outcomes.get(key, {}).get(d, True) for d, ok in named.items()}
+    failed = {key for key, by_day in outcomes.items() if not all(by_day.values())}
+    if not failed:  # failed for another reason than a blocking check or a named partition
         return None
     passed = [day for day in days if all(outcomes[key].get(day) is True for key in failed)]
     keep = _assets_to_rerun(context, run, failed, passed)
@@ -114,6 +118,21 @@ def blocking_outcomes(
         days = outcomes[evaluation.asset_key]
         days[evaluation.partition] = days.get(evaluation.partition, True) and evaluation.passed
     return dict(outcomes)
+
+
+def named_failures(
+    instance: dg.DagsterInstance, run_id: str, days: list[str]
+) -> dict[dg.AssetKey, dict[str, bool]]:
+    """Per asset and day of the run: whether it passed, for steps whose failure named the
+    partitions that failed (``ml_platform.failures.fail_partitions``: unreadable drops)."""
+    records = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.STEP_FAILURE)
+    outcomes: dict[dg.AssetKey, dict[str, bool]] = {}
+    for record in records.records:
+        named = failed_partitions(record.event_log_entry.dagster_event)
+        if named is not None:
+            key, failed = named
+            outcomes[key] = {day: day not in failed for day in days}
+    return outcomes
 
 
 def contiguous_ranges(days: list[str]) -> list[tuple[str, str]]:

@@ -5,6 +5,7 @@ import hashlib
 import dagster as dg
 import polars as pl
 
+from ml_platform.failures import fail_partitions
 from ml_platform.landing.reader import DropFileError, parse_drop_file
 from ml_platform.landing.zone import DropFile, LandingZone, drop_fingerprint
 from ml_platform.partitions import daily_backfill_policy, daily_partitions
@@ -31,16 +32,24 @@ RAW_SHIPMENTS = dg.AssetKey(["raw", "shipments"])
 def raw_shipments(context: dg.AssetExecutionContext, landing: LandingZone) -> dg.Output:
     frames: list[pl.DataFrame] = []
     errors: list[str] = []
+    failed: list[str] = []
     for partition in context.partition_keys:
         frame, problems = _read_drop(context, landing, partition)
         errors.extend(problems)
-        if frame is not None:
+        if problems:
+            failed.append(partition)
+        elif frame is not None:
             frames.append(frame)
     if errors:
-        raise dg.Failure(
-            description=f"{len(errors)} problem(s) reading landed drops:\n" + "\n".join(errors),
-            metadata={"problems": dg.MetadataValue.json(errors)},
-            allow_retries=False,
+        # An unreadable file or an incomplete drop reads the same way next time (errors
+        # reading the zone itself raise on their own, and are retried): not retried, and the
+        # other days of a range are run again without these (rerun_passed_days).
+        fail_partitions(
+            context,
+            RAW_SHIPMENTS,
+            failed,
+            f"{len(errors)} problem(s) reading landed drops:\n" + "\n".join(errors),
+            {"problems": dg.MetadataValue.json(errors)},
         )
     df = pl.concat(frames, how="diagonal")
     return dg.Output(df, data_version=dg.DataVersion(content_hash(df)))

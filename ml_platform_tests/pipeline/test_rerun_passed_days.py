@@ -119,3 +119,54 @@ def test_the_days_that_passed_are_run_again_alone(tmp_path):
         assert not other.success
         # None, not a SkipReason: Dagster would end the tick there, before later failed runs.
         assert _tick_rerun_sensor(defs, instance, other.run_id) is None
+
+
+def test_the_days_of_a_raw_range_whose_drops_were_read_are_run_again_alone(tmp_path):
+    from ml_platform_tests.fixtures.dagster import local_platform
+
+    home = tmp_path / "home"
+    with local_platform(home) as (defs, instance):
+        for day in DAYS:
+            write_drop(home / "landing", date.fromisoformat(day), GeneratorConfig(rows_per_day=200))
+        # Day 2's drop holds a file that cannot be read: the same on every attempt.
+        (home / "landing" / "shipments" / DAYS[1] / "part-bad.parquet").write_bytes(b"not parquet")
+        automation = AutomationDriver(defs, instance)
+        automation.tick()  # the daemon's first evaluation: nothing to do yet
+
+        failed = defs.resolve_implicit_global_asset_job_def().execute_in_process(
+            instance=instance,
+            asset_selection=[RAW],
+            tags={
+                "dagster/asset_partition_range_start": DAYS[0],
+                "dagster/asset_partition_range_end": DAYS[-1],
+            },
+            raise_on_error=False,
+        )
+        assert not failed.success
+        assert f"{DAYS[1]}/part-bad.parquet" in run_failure_message(failed)
+        assert instance.get_materialized_partitions(RAW) == set()
+        tags = instance.get_run_by_id(failed.run_id).tags
+        assert tags["dagster/retry_on_asset_or_op_failure"] == "false"
+
+        requests = _tick_rerun_sensor(defs, instance, failed.run_id)
+        assert [
+            (
+                r.tags["dagster/asset_partition_range_start"],
+                r.tags["dagster/asset_partition_range_end"],
+            )
+            for r in requests
+        ] == [(DAYS[0], DAYS[0]), (DAYS[2], DAYS[2])]
+        for request in requests:
+            assert list(request.asset_selection) == [RAW]
+            rerun = defs.resolve_job_def(rerun_passed_days.job_name).execute_in_process(
+                instance=instance,
+                asset_selection=list(request.asset_selection),
+                tags={**request.tags, "dagster/run_key": request.run_key},
+                raise_on_error=False,
+            )
+            assert rerun.success, run_failure_message(rerun)
+        assert instance.get_materialized_partitions(RAW) == {DAYS[0], DAYS[2]}
+
+        # Automation builds clean for the two days; day 2 waits for a readable drop.
+        requested = automation.tick()
+        assert requested.get("clean/shipments") == [DAYS[0], DAYS[2]]
