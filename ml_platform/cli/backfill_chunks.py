@@ -12,7 +12,7 @@ import sys
 import time
 import uuid
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import date, timedelta
 
 from ml_platform.cli import runs as single_runs
@@ -105,6 +105,7 @@ def run_chunked_backfill(
     workers: int | None,
     runs_out: list[ChunkRun] | None = None,
     days_per_run: int | None = None,
+    force: bool = False,
 ) -> int:
     """The range in chunks of the backfill policy's size, ``workers`` runs at a time.
 
@@ -114,14 +115,16 @@ def run_chunked_backfill(
     its own (see storage/current.py). A failed run fails alone: the runs that do not read
     its days still land, and the summary names it with the command that retries it.
     ``runs_out`` (tests, benchmarks) receives the runs with their outcomes. ``days_per_run``
-    overrides the settings' chunk size (the demo sizes it from the rows it lands).
+    overrides the settings' chunk size (the demo sizes it from the rows it lands). Each
+    chunk's stage runs only what is not up to date (``ml_platform.provenance.up_to_date``),
+    all of it with ``force``.
     """
     from multiprocessing.connection import wait
 
     days = days_per_run or load_settings().backfill_days_per_run
     total_days = (end - start).days + 1
     if total_days <= days:
-        return single_runs.run_range(start, end, selection)
+        return single_runs.run_range(start, end, selection, force=force)
     # Started first, the fork server imports the code location (about 1.7 s on one core) while
     # this process imports Dagster to plan the chunks, on the other core.
     ctx = _worker_context(EXTRA_PRELOAD.get(selection, []))
@@ -147,7 +150,12 @@ def run_chunked_backfill(
         while len(running) < workers and (run := next_runnable(pending, by_index)):
             receive, send = ctx.Pipe(duplex=False)
             args = (send, single_runs.JOBS[selection], run.first.isoformat(), run.last.isoformat())
-            kwargs = {"selection": run.selection, "tags": tag, "verbose": single_runs.VERBOSE}
+            kwargs = {
+                "selection": run.selection,
+                "tags": tag,
+                "verbose": single_runs.VERBOSE,
+                "force": force,
+            }
             process = ctx.Process(target=_chunk_worker, args=args, kwargs=kwargs, daemon=True)
             process.start()
             send.close()
@@ -212,17 +220,29 @@ def _worker_context(extra_preload: list[str]):
     return ctx
 
 
-def _chunk_worker(conn, job_name: str, first: str, last: str, *, selection, tags, verbose) -> None:
-    """In a worker process: execute one run and send back its outcome."""
+def _chunk_worker(
+    conn, job_name: str, first: str, last: str, *, selection, tags, verbose, force
+) -> None:
+    """In a worker process: execute what of one chunk's stage is not up to date (all of it
+    with ``force``) and send back the outcome."""
     import resource
 
     single_runs.VERBOSE = verbose
     try:
-        outcome = single_runs.execute_run(
-            job_name, first=first, last=last, selection=selection, tags=tags
+        outcomes = single_runs.execute_needed(
+            job_name, first, last, selection, tags=tags, force=force
         )
-        outcome.peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        conn.send(asdict(outcome))
+        failed = [o for o in outcomes if not o.success]
+        conn.send(
+            {
+                "success": not failed,
+                # One summary line per run on success; the failed run's whole summary.
+                "lines": failed[0].lines if failed else [o.lines[0] for o in outcomes],
+                "up_to_date": outcomes[0].up_to_date,
+                "runs": sum(not o.up_to_date for o in outcomes),
+                "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            }
+        )
     except Exception as e:  # noqa: BLE001 - reported as this run's failure
         conn.send({"success": False, "lines": [f"run FAILED: {first}..{last}: {one_line(e)}"]})
     finally:
@@ -232,19 +252,21 @@ def _chunk_worker(conn, job_name: str, first: str, last: str, *, selection, tags
 def _report_run(run: ChunkRun) -> None:
     outcome = run.outcome
     if outcome["success"]:
-        print(outcome["lines"][0], flush=True)
+        print("\n".join(outcome["lines"]), flush=True)
     else:
         print("\n".join(outcome["lines"]), file=sys.stderr, flush=True)
 
 
 def _backfill_summary(start, end, selection, runs, by_index, seconds: float) -> int:
     ok = [r for r in runs if r.outcome and r.outcome["success"]]
+    current = [r for r in ok if r.outcome.get("up_to_date")]
     failed = [r for r in runs if _failed(r)]
     blocked = [r for r in runs if r.blocked_by is not None]
     status = "succeeded" if not failed and not blocked else "FAILED"
+    made = sum(r.outcome.get("runs", 1) for r in ok)
     head = (
-        f"backfill {status}: {selection} {start}..{end}, {len(ok)}/{len(runs)} runs "
-        f"succeeded in {seconds:.1f}s"
+        f"backfill {status}: {selection} {start}..{end}, {len(ok)}/{len(runs)} chunk stages "
+        f"done in {seconds:.1f}s ({made} runs; {len(current)} up to date, not run)"
     )
     if status == "succeeded":
         print(head, flush=True)

@@ -57,6 +57,11 @@ def add_parsers(commands) -> None:
         help="file an asset backfill for the daemon (ml-platform dev) instead of running it here",
     )
     backfill.add_argument(
+        "--force",
+        action="store_true",
+        help="run every day again, also those whose data, inputs and code are unchanged",
+    )
+    backfill.add_argument(
         "--workers",
         type=whole_number,
         default=None,
@@ -194,4 +199,4 @@ def run_backfill(args: argparse.Namespace) -> int:
     if args.submit:
         return submit_backfill(start, end, SELECTIONS[args.select])
     # Chunks of the backfill policy's size, the run queue's limit of them at a time.
-    return run_chunked_backfill(start, end, args.select, args.workers or None)
+    return run_chunked_backfill(start, end, args.select, args.workers or None, force=args.force)

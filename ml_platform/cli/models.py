@@ -40,6 +40,11 @@ def add_parsers(commands) -> None:
     )
     predict.add_argument("--date", type=iso_date, required=True, help="first day, YYYY-MM-DD")
     predict.add_argument("--to", type=iso_date, help="last day (default: the same day)")
+    predict.add_argument(
+        "--force",
+        action="store_true",
+        help="quote again the days already quoted by the live champion from unchanged features",
+    )
     predict.set_defaults(handler=run_predict)
 
 
@@ -63,7 +68,7 @@ def run_predict(args: argparse.Namespace) -> int:
         raise UsageError(f"--to {last} is before --date {args.date}")
     # In chunks of the backfill policy's size, as `ml-platform backfill --select predict`:
     # a year of quotes holds one chunk's features in memory at a time, not the year's.
-    return run_chunked_backfill(args.date, last, "predict", None)
+    return run_chunked_backfill(args.date, last, "predict", None, force=args.force)
 
 
 def promote_week(week: str, reason: str) -> int:

@@ -39,20 +39,83 @@ def op_config(op: str, config: dict) -> dict:
     return {"ops": {op: {"config": config}}} if config else {}
 
 
-def run_range(start: date, end: date, selection: str) -> int:
-    """One run over the range: what `dagster asset materialize --partition-range` does."""
-    if selection in PARTIAL:
-        outcome = execute_run(
-            JOBS[selection],
-            first=start.isoformat(),
-            last=end.isoformat(),
-            selection=SELECTIONS[selection],
-            show=not VERBOSE,
+def run_range(start: date, end: date, selection: str, force: bool = False) -> int:
+    """The range's days that need it, as few runs as they allow (every day with ``force``):
+    what `dagster asset materialize --partition-range` does, without redoing what is current."""
+    outcomes = execute_needed(
+        JOBS[selection],
+        start.isoformat(),
+        end.isoformat(),
+        SELECTIONS[selection],
+        whole_job=selection not in PARTIAL,
+        force=force,
+        show=not VERBOSE,
+    )
+    success = all(o.success for o in outcomes)
+    lines = [line for o in outcomes for line in o.lines]
+    print("\n".join(lines), file=sys.stdout if success else sys.stderr, flush=True)
+    return 0 if success else 1
+
+
+def execute_needed(
+    job_name: str,
+    first: str,
+    last: str,
+    selection: str,
+    *,
+    tags: dict[str, str] | None = None,
+    whole_job: bool = False,
+    force: bool = False,
+    show: bool = False,
+) -> list[RunOutcome]:
+    """Runs of the job over first..last for what of ``selection`` is not up to date
+    (``ml_platform.provenance.up_to_date``), each day's assets and those downstream; with
+    ``force`` one run of it all. Stops at the first failed run. An up-to-date range gives
+    one outcome that says so, with no run. ``whole_job``: ``selection`` is all of the job's
+    assets, so a run of all of them is a run of the job (named as such in the UI)."""
+    import dagster as dg
+
+    from ml_platform.cli.progress import expected_work
+    from ml_platform.definitions import defs
+    from ml_platform.partitions import daily_partitions
+    from ml_platform.provenance.up_to_date import plan_redo
+
+    def run(a: str, b: str, sel: str | None) -> RunOutcome:
+        return execute_run(job_name, first=a, last=b, selection=sel, tags=tags, show=show)
+
+    everything = None if whole_job else selection
+    if force:
+        return [run(first, last, everything)]
+    expected_work(job_name, None, first, last)  # a day outside the calendar: one clear line
+    keys = sorted(dg.AssetSelection.from_string(selection).resolve(defs.resolve_asset_graph()))
+    days = daily_partitions.get_partition_keys_in_range(dg.PartitionKeyRange(first, last))
+    with dg.DagsterInstance.get() as instance:
+        plan = plan_redo(instance, defs, keys, days)
+    if not plan:
+        scope = f"{first}..{last}" if first != last else first
+        label = job_name if whole_job else f"{job_name}[{stage_name(selection)}]"
+        note = f"up to date, not run: {label} {scope}"
+        return [RunOutcome("", True, 0.0, [f"{note} (--force runs it again)"], up_to_date=True)]
+    outcomes = []
+    for redo in plan:
+        if VERBOSE:
+            scope = f"{redo.first}..{redo.last}" if redo.first != redo.last else redo.first
+            print(f"to run {scope}, since {redo.why}", flush=True)
+        whole = set(redo.keys) == set(keys)
+        picked = (
+            everything if whole else " or ".join(f'key:"{k.to_user_string()}"' for k in redo.keys)
         )
-        out = sys.stdout if outcome.success else sys.stderr
-        print("\n".join(outcome.lines), file=out, flush=True)
-        return 0 if outcome.success else 1
-    return run_job(JOBS[selection], first=start.isoformat(), last=end.isoformat())
+        outcomes.append(run(redo.first, redo.last, picked))
+        if not outcomes[-1].success:
+            break
+    return outcomes
+
+
+def stage_name(selection: str) -> str:
+    """A selection as run summaries name it: the stage, else its assets."""
+    if selection in STAGE_NAMES:
+        return STAGE_NAMES[selection]
+    return selection.replace('key:"', "").replace('"', "").replace(" or ", "+")
 
 
 def verbose_option() -> argparse.ArgumentParser:
@@ -103,6 +166,7 @@ class RunOutcome:
     seconds: float
     lines: list[str]  # the run's summary
     peak_rss_mb: float = 0.0  # of the process that executed it (worker processes only)
+    up_to_date: bool = False  # nothing to run: no run was made
 
 
 def execute_run(
@@ -171,7 +235,7 @@ def execute_run(
                 raise CliError(f"{job.name} {scope}: {one_line(e)}") from e
             run_id = progress.run_id = result.run_id
     seconds = time.perf_counter() - t0
-    label = f"{job.name}[{STAGE_NAMES.get(selection, selection)}]" if selection else job.name
+    label = f"{job.name}[{stage_name(selection)}]" if selection else job.name
     lines = summary(
         run_id=run_id,
         job=label,

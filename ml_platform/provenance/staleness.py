@@ -80,6 +80,38 @@ def stale_partitions(
     return [s for k, s in stale.items() if k not in hidden]
 
 
+def partition_reasons(
+    instance: dg.DagsterInstance, asset_graph, key: dg.AssetKey, partitions: list[str]
+) -> dict[str, list[dict] | None]:
+    """Per partition of ``key``: why its current materialization is stale (empty: it is not),
+    or None when it has none. Reads only these partitions and the input partitions they read;
+    whether those inputs are stale themselves is not followed (``stale_partitions`` does)."""
+    node = asset_graph.get(key)
+    ids = latest_storage_ids(instance, key, set(partitions))
+    current = {r.partition_key: r for r in fetch_by_storage_ids(instance, key, ids.values())}
+    reads: dict[str, set[str]] = {}
+    for record in current.values():
+        entry = record.asset_materialization.metadata.get(INPUTS_METADATA_KEY)
+        for upstream in entry.value if entry is not None else []:
+            wanted = reads.setdefault(upstream["asset"], set())
+            wanted.update(read["partition"] for read in upstream["partitions"])
+    latest = {asset: _latest_of(instance, asset, wanted) for asset, wanted in reads.items()}
+    return {
+        partition: _reasons(current[partition], node, latest, {}) if partition in current else None
+        for partition in partitions
+    }
+
+
+def _latest_of(instance: dg.DagsterInstance, asset: str, partitions: set) -> dict:
+    """Partition (None: unpartitioned) -> the latest materialization record of ``asset``."""
+    key = dg.AssetKey.from_user_string(asset)
+    if partitions == {None}:
+        records = instance.fetch_materializations(key, limit=1).records
+        return {None: records[0]} if records else {}
+    ids = latest_storage_ids(instance, key, {p for p in partitions if p is not None})
+    return {r.partition_key: r for r in fetch_by_storage_ids(instance, key, ids.values())}
+
+
 def _champion_reasons(instance, asset_graph, record, latest: dict, stale: dict) -> list[dict]:
     """The live champion is stale when the exact model it made live is stale.
 

@@ -39,16 +39,26 @@ def test_train_promote_predict_rollback_from_the_command_line(tmp_path):
     assert predicted.returncode == 0, predicted.stderr
     assert "succeeded: predict_prices 2026-02-09..2026-02-10" in predicted.stdout
     # Longer than a backfill chunk (5 days here): one run per chunk, side by side, so memory
-    # holds a chunk's features, never the range's.
+    # holds a chunk's features, never the range's. 2026-02-09 is quoted by the live champion
+    # from unchanged features already: not quoted again.
     week = _cli(env, "predict", "--date", "2026-02-03", "--to", "2026-02-09")
     assert week.returncode == 0, week.stderr
     assert "7 days in 2 chunks of up to 5 days, 2 runs" in week.stdout
-    for chunk in ("2026-02-03..2026-02-07, 5 partitions", "2026-02-08..2026-02-09, 2 partitions"):
+    for chunk in ("2026-02-03..2026-02-07, 5 partitions", "2026-02-08, 1 partition"):
         assert f"succeeded: predict_prices[quotes+quality] {chunk}" in week.stdout, week.stdout
-    assert "backfill succeeded: predict 2026-02-03..2026-02-09, 2/2 runs" in week.stdout
+    assert "backfill succeeded: predict 2026-02-03..2026-02-09, 2/2 chunk stages" in week.stdout
+    again = _cli(env, "predict", "--date", "2026-02-09", "--to", "2026-02-10")
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.startswith(
+        "up to date, not run: predict_prices 2026-02-09..2026-02-10 (--force runs it again)"
+    ), again.stdout
     rolled = _cli(env, "rollback", "--reason", "older data was worse")
     assert rolled.returncode == 0, rolled.stderr
     assert "rolling back from week 2026-01-26 to week 2026-02-02" in rolled.stdout
+    # Another champion is live: its quotes are not the ones stored, so the day runs again.
+    requoted = _cli(env, "predict", "--date", "2026-02-10")
+    assert requoted.returncode == 0, requoted.stderr
+    assert "succeeded: predict_prices 2026-02-10, 1 partition" in requoted.stdout
 
     missing = _cli(env, "promote", "--week", "2026-01-12", "--reason", "typo")
     assert missing.returncode == 1
