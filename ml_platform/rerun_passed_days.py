@@ -56,13 +56,9 @@ def rerun_passed_days(context: dg.RunFailureSensorContext):
         days = daily_partitions.get_partition_keys_in_range(dg.PartitionKeyRange(first, last))
     except ValueError:  # not a range of days: nothing this sensor can split
         return None
-    outcomes = blocking_outcomes(context.instance, run.run_id)
-    for key, named in named_failures(context.instance, run.run_id, days).items():
-        outcomes[key] = {d: ok and outcomes.get(key, {}).get(d, True) for d, ok in named.items()}
-    failed = {key for key, by_day in outcomes.items() if not all(by_day.values())}
+    failed, passed = day_failures(context.instance, run.run_id, days)
     if not failed:  # failed for another reason than a blocking check or a named partition
         return None
-    passed = [day for day in days if all(outcomes[key].get(day) is True for key in failed)]
     keep = _assets_to_rerun(context, run, failed, passed)
     if not passed or not keep:
         return None
@@ -75,6 +71,19 @@ def rerun_passed_days(context: dg.RunFailureSensorContext):
         )
         for a, b in contiguous_ranges(passed)
     ]
+
+
+def day_failures(
+    instance: dg.DagsterInstance, run_id: str, days: list[str]
+) -> tuple[set[dg.AssetKey], list[str]]:
+    """The assets that failed some of the run's ``days`` (a blocking check, or a step failure
+    naming them), and the days none of them failed; no assets when the run failed otherwise."""
+    outcomes = blocking_outcomes(instance, run_id)
+    for key, named in named_failures(instance, run_id, days).items():
+        outcomes[key] = {d: ok and outcomes.get(key, {}).get(d, True) for d, ok in named.items()}
+    failed = {key for key, by_day in outcomes.items() if not all(by_day.values())}
+    passed = [day for day in days if all(outcomes[key].get(day) is True for key in failed)]
+    return failed, passed
 
 
 def _assets_to_rerun(context, run, failed: set, passed: list[str]) -> list[dg.AssetKey]:

@@ -236,8 +236,8 @@ def _chunk_worker(
         conn.send(
             {
                 "success": not failed,
-                # One summary line per run on success; the failed run's whole summary.
-                "lines": failed[0].lines if failed else [o.lines[0] for o in outcomes],
+                # A succeeded run's first summary line; a failed run's whole summary.
+                "lines": [line for o in outcomes for line in (o.lines if failed else o.lines[:1])],
                 "up_to_date": outcomes[0].up_to_date,
                 "runs": sum(not o.up_to_date for o in outcomes),
                 "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,

@@ -70,45 +70,85 @@ def execute_needed(
 ) -> list[RunOutcome]:
     """Runs of the job over first..last for what of ``selection`` is not up to date
     (``ml_platform.provenance.up_to_date``), each day's assets and those downstream; with
-    ``force`` one run of it all. Stops at the first failed run. An up-to-date range gives
-    one outcome that says so, with no run. ``whole_job``: ``selection`` is all of the job's
-    assets, so a run of all of them is a run of the job (named as such in the UI)."""
+    ``force`` one run of it all. An up-to-date range gives one outcome that says so, with no
+    run. ``whole_job``: ``selection`` is all of the job's assets, so a run of all of them is
+    a run of the job (named as such in the UI).
+
+    A run that fails stops the rest, except when it failed because some of its days did (a
+    blocking check, an unreadable drop): a step's output is atomic, so none of its days was
+    stored; the others, and the days after them, then run once more without the failed
+    days, as the rerun_passed_days sensor does for the daemon's runs.
+    """
     import dagster as dg
 
     from ml_platform.cli.progress import expected_work
     from ml_platform.definitions import defs
-    from ml_platform.partitions import daily_partitions
-    from ml_platform.provenance.up_to_date import plan_redo
+    from ml_platform.provenance.up_to_date import Redo, plan_redo
 
-    def run(a: str, b: str, sel: str | None) -> RunOutcome:
-        return execute_run(job_name, first=a, last=b, selection=sel, tags=tags, show=show)
-
+    keys = sorted(dg.AssetSelection.from_string(selection).resolve(defs.resolve_asset_graph()))
     everything = None if whole_job else selection
     if force:
-        return [run(first, last, everything)]
-    expected_work(job_name, None, first, last)  # a day outside the calendar: one clear line
-    keys = sorted(dg.AssetSelection.from_string(selection).resolve(defs.resolve_asset_graph()))
-    days = daily_partitions.get_partition_keys_in_range(dg.PartitionKeyRange(first, last))
-    with dg.DagsterInstance.get() as instance:
-        plan = plan_redo(instance, defs, keys, days)
+        plan = [Redo(first, last, tuple(keys), "--force")]
+    else:
+        expected_work(job_name, None, first, last)  # a day outside the calendar: one line
+        with dg.DagsterInstance.get() as instance:
+            plan = plan_redo(instance, defs, keys, _days(first, last))
     if not plan:
-        scope = f"{first}..{last}" if first != last else first
         label = job_name if whole_job else f"{job_name}[{stage_name(selection)}]"
-        note = f"up to date, not run: {label} {scope}"
+        note = f"up to date, not run: {label} {_scope(first, last)}"
         return [RunOutcome("", True, 0.0, [f"{note} (--force runs it again)"], up_to_date=True)]
-    outcomes = []
-    for redo in plan:
+    outcomes: list[RunOutcome] = []
+    retried = False
+    while plan:
+        redo = plan.pop(0)
         if VERBOSE:
-            scope = f"{redo.first}..{redo.last}" if redo.first != redo.last else redo.first
-            print(f"to run {scope}, since {redo.why}", flush=True)
+            print(f"to run {_scope(redo.first, redo.last)}, since {redo.why}", flush=True)
         whole = set(redo.keys) == set(keys)
-        picked = (
-            everything if whole else " or ".join(f'key:"{k.to_user_string()}"' for k in redo.keys)
+        picked = everything if whole else _key_selection(redo.keys)
+        outcome = execute_run(
+            job_name, first=redo.first, last=redo.last, selection=picked, tags=tags, show=show
         )
-        outcomes.append(run(redo.first, redo.last, picked))
-        if not outcomes[-1].success:
+        outcomes.append(outcome)
+        if outcome.success:
+            continue
+        passed = [] if retried else _passed_days(outcome.run_id, redo.first, redo.last)
+        if not passed:
             break
+        retried = True
+        rest = passed + [day for later in plan for day in _days(later.first, later.last)]
+        with dg.DagsterInstance.get() as instance:
+            plan = plan_redo(instance, defs, keys, rest)
     return outcomes
+
+
+def _key_selection(keys) -> str:
+    return " or ".join(f'key:"{key.to_user_string()}"' for key in keys)
+
+
+def _days(first: str, last: str) -> list[str]:
+    import dagster as dg
+
+    from ml_platform.partitions import daily_partitions
+
+    return daily_partitions.get_partition_keys_in_range(dg.PartitionKeyRange(first, last))
+
+
+def _scope(first: str, last: str) -> str:
+    return f"{first}..{last}" if first != last else first
+
+
+def _passed_days(run_id: str, first: str, last: str) -> list[str]:
+    """The days of a failed run that did not fail themselves (none when the run failed for
+    another reason than some of its days)."""
+    import dagster as dg
+
+    from ml_platform.rerun_passed_days import day_failures
+
+    if first == last:
+        return []
+    with dg.DagsterInstance.get() as instance:
+        failed, passed = day_failures(instance, run_id, _days(first, last))
+    return passed if failed else []
 
 
 def stage_name(selection: str) -> str:

@@ -44,7 +44,8 @@ def plan_redo(
             elif reasons:
                 needs[day][key] = f"{key.to_user_string()} {day}: {reasons[0]['detail']}"
     if RAW_SHIPMENTS in keys:
-        for day, why in changed_drops(instance, defs, [d for d in days if not needs[d]]).items():
+        stored = [d for d in days if RAW_SHIPMENTS not in needs[d]]
+        for day, why in changed_drops(instance, defs, stored).items():
             needs[day][RAW_SHIPMENTS] = why
     plan: list[Redo] = []
     for day in days:

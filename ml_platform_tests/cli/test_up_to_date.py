@@ -78,3 +78,58 @@ def test_a_backfill_runs_only_what_would_change(tmp_path):
     forced = _cli(env, "backfill", *RANGE, "--force")
     assert len(SUCCEEDED.findall(forced.stdout)) == 6
     assert "up to date" not in forced.stdout.replace("0 up to date", "")
+
+
+def test_a_failed_day_does_not_keep_the_other_days_of_its_run_missing(tmp_path):
+    home = tmp_path / "home"
+    env = {
+        **os.environ,
+        "ML_PLATFORM_HOME": str(home),
+        "ML_PLATFORM_START_DATE": START.isoformat(),
+        "ML_PLATFORM_ROWS_PER_DAY": "300",
+        "ML_PLATFORM_BACKFILL_ROWS_PER_RUN": "900",  # 3-day chunks
+    }
+    env.pop("DAGSTER_HOME", None)
+    landing = home / "landing"
+    generate_drops(landing, START, 6, GeneratorConfig(rows_per_day=300))
+    # Day 2 holds a file that cannot be read; day 5 is half bad rows (a blocking check fails).
+    (landing / "shipments" / "2026-01-02" / "part-bad.parquet").write_bytes(b"not parquet")
+    write_drop(landing, date(2026, 1, 5), GeneratorConfig(rows_per_day=300, bad_row_share=0.5))
+
+    failed = subprocess.run(
+        [BIN, "backfill", "--from", "2026-01-01", "--to", "2026-01-06"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert failed.returncode == 1 and "Traceback" not in failed.stderr
+    out = failed.stdout + failed.stderr
+    assert "FAILED: data_pipeline[raw+clean] 2026-01-01..2026-01-03" in out
+    assert "FAILED: data_pipeline[raw+clean] 2026-01-04..2026-01-06" in out
+    # The other days of both runs ran again: raw and clean of days 1 and 3 (nothing of them
+    # was stored), clean of days 4 and 6 (raw's step had stored them before clean failed).
+    assert sorted(SUCCEEDED.findall(out)) == [
+        ("data_pipeline[clean/shipments+clean/shipments_rejected]", "2026-01-04"),
+        ("data_pipeline[clean/shipments+clean/shipments_rejected]", "2026-01-06"),
+        ("data_pipeline[raw+clean]", "2026-01-01"),
+        ("data_pipeline[raw+clean]", "2026-01-03"),
+    ]
+    os.environ["DAGSTER_HOME"] = str(home / "dagster")
+    try:
+        with dg.DagsterInstance.get() as instance:
+            clean = instance.get_materialized_partitions(dg.AssetKey(["clean", "shipments"]))
+    finally:
+        del os.environ["DAGSTER_HOME"]
+    assert clean == {"2026-01-01", "2026-01-03", "2026-01-04", "2026-01-06"}
+
+    # Both drops corrected: only those two days' raw and clean run, and then the features.
+    (landing / "shipments" / "2026-01-02" / "part-bad.parquet").unlink()
+    write_drop(landing, date(2026, 1, 5), GeneratorConfig(rows_per_day=300))
+    fixed = _cli(env, "backfill", "--from", "2026-01-01", "--to", "2026-01-06")
+    assert sorted(SUCCEEDED.findall(fixed.stdout)) == [
+        ("data_pipeline[features]", "2026-01-01..2026-01-03"),
+        ("data_pipeline[features]", "2026-01-04..2026-01-06"),
+        ("data_pipeline[raw+clean]", "2026-01-02"),
+        ("data_pipeline[raw+clean]", "2026-01-05"),
+    ]
