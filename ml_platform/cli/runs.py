@@ -104,7 +104,7 @@ def execute_needed(
         if VERBOSE:
             print(f"to run {_scope(redo.first, redo.last)}, since {redo.why}", flush=True)
         whole = set(redo.keys) == set(keys)
-        picked = everything if whole else _key_selection(redo.keys)
+        picked = everything if whole else _key_selection(redo.keys, defs)
         outcome = execute_run(
             job_name, first=redo.first, last=redo.last, selection=picked, tags=tags, show=show
         )
@@ -121,7 +121,14 @@ def execute_needed(
     return outcomes
 
 
-def _key_selection(keys) -> str:
+def _key_selection(keys, defs) -> str:
+    """A selection of exactly ``keys``: a stage's own when it is one (so runs read as such)."""
+    import dagster as dg
+
+    graph = defs.resolve_asset_graph()
+    for stage in STAGE_NAMES:
+        if dg.AssetSelection.from_string(stage).resolve(graph) == set(keys):
+            return stage
     return " or ".join(f'key:"{key.to_user_string()}"' for key in keys)
 
 

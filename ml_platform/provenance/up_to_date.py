@@ -2,23 +2,30 @@
 
 A day of an asset needs a run when it has no materialization; when its current one was
 written by another code version; when an input partition it read has since been stored
-with other content (``staleness.partition_reasons``); or, for raw, when the landed drop's
-content is not the one it ingested. Everything downstream of such an asset in the same
-selection runs with it, since its input is about to change. The CLI's backfill, predict and
-demo plan their runs from this (``--force`` runs everything); Dagster's own backfills from
-the UI run what they are asked to.
+with other content (``staleness.partition_reasons``); or, for raw, when the completed drop
+is not the content it ingested. What a run of it changes needs a run too: the partitions of
+the selected assets that read it (through their partition mappings: a clean day feeds the
+28 feature days whose window holds it) and the assets computed in the same step. The CLI's
+backfill, predict and demo plan their runs from this (``--force`` runs everything);
+Dagster's own backfills from the UI run what they are asked to.
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
+from datetime import date, timedelta
+from functools import cache
 
 import dagster as dg
 
 from ml_platform.assets.raw import RAW_SHIPMENTS
+from ml_platform.landing.zone import DropUnreadableError, drop_fingerprint
 from ml_platform.provenance.staleness import partition_reasons
-from ml_platform.sensors import FINGERPRINT_METADATA
 from ml_platform.storage.current import latest_storage_ids, records_by_storage_id
+
+FINGERPRINT = "ml_platform/drop_fingerprint"
+SOURCE_FILES = "ml_platform/source_files"
 
 
 @dataclass(frozen=True)
@@ -47,55 +54,98 @@ def plan_redo(
         stored = [d for d in days if RAW_SHIPMENTS not in needs[d]]
         for day, why in changed_drops(instance, defs, stored).items():
             needs[day][RAW_SHIPMENTS] = why
+    _spread(defs, graph, needs, set(keys))
     plan: list[Redo] = []
     for day in days:
         if not needs[day]:
             continue
-        run_keys = _with_downstream(defs, graph, set(needs[day]), set(keys))
-        why = next(iter(needs[day].values()))
+        run_keys = tuple(sorted(needs[day], key=lambda k: k.to_user_string()))
         previous = plan[-1] if plan else None
         if previous and previous.keys == run_keys and _next_day(previous.last) == day:
             plan[-1] = Redo(previous.first, day, run_keys, previous.why)
         else:
-            plan.append(Redo(day, day, run_keys, why))
+            plan.append(Redo(day, day, run_keys, next(iter(needs[day].values()))))
     return plan
+
+
+def _spread(defs: dg.Definitions, graph, needs: dict, selected: set) -> None:
+    """Adds to ``needs`` what running it changes, within ``selected`` and the days planned:
+    the partitions of child assets that read a needed partition, and the assets computed in
+    the same (unsplittable) step, until nothing is added."""
+
+    @cache
+    def reached(parent: dg.AssetKey, child: dg.AssetKey, day: str) -> tuple[str, ...]:
+        parent_def = defs.resolve_assets_def(parent).partitions_def
+        child_def = defs.resolve_assets_def(child).partitions_def
+        mapping = defs.resolve_assets_def(child).get_partition_mapping(parent)
+        if mapping is None:  # Dagster's default between two daily assets: the same day
+            mapping = dg.TimeWindowPartitionMapping()
+        subset = mapping.get_downstream_partitions_for_partitions(
+            parent_def.subset_with_partition_keys([day]), parent_def, child_def
+        )
+        return tuple(subset.get_partition_keys())
+
+    work = [(key, day) for day, keys in needs.items() for key in keys]
+    while work:
+        key, day = work.pop()
+        assets_def = defs.resolve_assets_def(key)
+        siblings = [] if assets_def.can_subset else sorted((assets_def.keys & selected) - {key})
+        touched = [(sibling, day) for sibling in siblings]
+        for child in sorted(graph.get(key).child_keys & selected):
+            touched += [(child, d) for d in reached(key, child, day) if d in needs]
+        for other, other_day in touched:
+            if other not in needs[other_day]:
+                needs[other_day][other] = f"{key.to_user_string()} {day} runs: {needs[day][key]}"
+                work.append((other, other_day))
 
 
 def changed_drops(instance: dg.DagsterInstance, defs: dg.Definitions, days: list[str]) -> dict:
     """Day -> why, for days whose completed drop is not the content raw ingested last. A drop
-    that is gone, or being re-dropped (no marker yet), changes nothing raw holds."""
+    that is gone, or being re-dropped (no marker yet), changes nothing raw holds; one that
+    cannot be read does (raw's run then fails that day, naming the file)."""
     if not days:
         return {}
     ids = latest_storage_ids(instance, RAW_SHIPMENTS, set(days))
     ingested = {
-        r.partition_key: r.asset_materialization.metadata.get(FINGERPRINT_METADATA)
+        r.partition_key: r.asset_materialization.metadata
         for r in records_by_storage_id(instance, RAW_SHIPMENTS, list(ids.values()))
     }
     changed = {}
     with dg.build_resources({"landing": defs.resources["landing"]}) as resources:
         landing = resources.landing
         for day in days:
-            stored = ingested.get(day)
-            if not landing.is_complete(day):
+            metadata = ingested.get(day, {})
+            try:
+                if not landing.is_complete(day):
+                    continue
+                same = FINGERPRINT in metadata and _fingerprint(landing, day, metadata) == (
+                    metadata[FINGERPRINT].value
+                )
+            except DropUnreadableError as e:
+                changed[day] = f"raw/shipments {day}: the landed drop cannot be read ({e})"
                 continue
-            if stored is None or stored.value != landing.fingerprint(day):
+            if not same:
                 changed[day] = f"raw/shipments {day}: the landed drop changed since it was ingested"
     return changed
 
 
-def _with_downstream(defs, graph, keys: set, selected: set) -> tuple[dg.AssetKey, ...]:
-    """``keys``, the selected assets downstream of them, and the assets computed in the same
-    step as any of those (a step that cannot be split runs whole)."""
-    downstream = dg.AssetSelection.assets(*keys).downstream().resolve(graph) & selected
-    whole = set(downstream)
-    for key in downstream:
-        assets_def = defs.resolve_assets_def(key)
-        if not assets_def.can_subset:
-            whole |= set(assets_def.keys) & selected
-    return tuple(sorted(whole, key=lambda k: k.to_user_string()))
+def _fingerprint(landing, day: str, metadata) -> str:
+    """The drop's fingerprint, hashing only the files raw did not ingest as they are now
+    (another URI, size or generation); the others' sha256 is the one recorded."""
+    recorded = metadata.get(SOURCE_FILES)
+    known = {f["uri"]: f for f in (recorded.value if recorded is not None else [])}
+    files = landing.list_files(day)
+    shas = {}
+    for file in files:
+        if file.content_id is not None:
+            continue
+        seen = known.get(file.uri)
+        if seen and seen["size"] == file.size and str(seen["generation"]) == file.generation:
+            shas[file.name] = seen["sha256"]
+        else:
+            shas[file.name] = hashlib.sha256(landing.read(file)).hexdigest()
+    return drop_fingerprint(files, shas)
 
 
 def _next_day(day: str) -> str:
-    from datetime import date, timedelta
-
     return (date.fromisoformat(day) + timedelta(days=1)).isoformat()

@@ -79,6 +79,20 @@ def test_a_backfill_runs_only_what_would_change(tmp_path):
     assert len(SUCCEEDED.findall(forced.stdout)) == 6
     assert "up to date" not in forced.stdout.replace("0 up to date", "")
 
+    # A range of one chunk is planned in one pass: a re-dropped day's raw, clean and
+    # features, and the later feature days whose window reads it.
+    one_chunk = {**env, "ML_PLATFORM_BACKFILL_ROWS_PER_RUN": "3000"}
+    write_drop(home / "landing", date(2026, 1, 2), GeneratorConfig(rows_per_day=280, seed=8))
+    single = _cli(one_chunk, "backfill", *RANGE)
+    assert SUCCEEDED.findall(single.stdout) == [
+        ("data_pipeline", "2026-01-02"),
+        ("data_pipeline[features]", "2026-01-03..2026-01-08"),
+    ]
+    current = _cli(one_chunk, "backfill", *RANGE)
+    assert current.stdout == (
+        "up to date, not run: data_pipeline 2026-01-01..2026-01-08 (--force runs it again)\n"
+    )
+
 
 def test_a_failed_day_does_not_keep_the_other_days_of_its_run_missing(tmp_path):
     home = tmp_path / "home"
@@ -133,3 +147,18 @@ def test_a_failed_day_does_not_keep_the_other_days_of_its_run_missing(tmp_path):
         ("data_pipeline[raw+clean]", "2026-01-02"),
         ("data_pipeline[raw+clean]", "2026-01-05"),
     ]
+
+    # A drop that cannot be read any more (here a FIFO among its files) fails its own day's
+    # raw, naming the file; it does not stop the plan of the others, which are up to date.
+    os.mkfifo(landing / "shipments" / "2026-01-03" / "part-fifo.csv")
+    unreadable = subprocess.run(
+        [BIN, "backfill", "--from", "2026-01-01", "--to", "2026-01-06"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert unreadable.returncode == 1 and "Traceback" not in unreadable.stderr
+    assert "FAILED: data_pipeline[raw+clean] 2026-01-03," in unreadable.stderr
+    assert "part-fifo.csv" in unreadable.stderr
+    assert SUCCEEDED.findall(unreadable.stdout) == []
