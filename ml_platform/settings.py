@@ -41,6 +41,11 @@ class Settings:
         return Path(os.environ.get("ML_PLATFORM_STORAGE_ROOT", self.home / "storage"))
 
     @property
+    def sql_scratch(self) -> Path:
+        """Where `ml-platform sql` copies stored objects and spills (see analytics/scratch.py)."""
+        return Path(os.environ.get("ML_PLATFORM_SQL_SCRATCH", self.home / "sql-scratch"))
+
+    @property
     def quarantine_root(self) -> Path:
         return Path(os.environ.get("ML_PLATFORM_QUARANTINE_ROOT", self.home / "quarantine"))
 
@@ -60,7 +65,7 @@ def load_settings() -> Settings:
         start_date=start,
         rows_per_day=_positive_int("ML_PLATFORM_ROWS_PER_DAY", 200_000),
         backfill_rows_per_run=_positive_int("ML_PLATFORM_BACKFILL_ROWS_PER_RUN", 1_000_000),
-        sql_memory_limit=_size("ML_PLATFORM_SQL_MEMORY_LIMIT", "2GB"),
+        sql_memory_limit=_sql_memory("ML_PLATFORM_SQL_MEMORY_LIMIT", "2GB"),
     )
 
 
@@ -80,11 +85,18 @@ def _positive_int(name: str, default: int) -> int:
     return int(text)
 
 
-_SIZE = re.compile(r"\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)", re.IGNORECASE)
+_SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([KMGT])(i?)B", re.IGNORECASE)
+_SMALLEST_SQL_MEMORY = 64 * 10**6  # DuckDB needs room for its buffers and a query's state
 
 
-def _size(name: str, default: str) -> str:
+def _sql_memory(name: str, default: str) -> str:
+    """A DuckDB memory limit (512MB, 4GB, 2GiB ...) of at least 64MB."""
     text = os.environ.get(name, default).strip()
-    if not _SIZE.fullmatch(text):
+    match = _SIZE.fullmatch(text)
+    if not match:
         raise ValueError(f"{name}={text!r} must be a size such as 512MB or 4GB")
+    number, unit, binary = match.groups()
+    size = float(number) * (1024 if binary else 1000) ** ("KMGT".index(unit.upper()) + 1)
+    if size < _SMALLEST_SQL_MEMORY:
+        raise ValueError(f"{name}={text!r} is too small: DuckDB needs at least 64MB")
     return text

@@ -6,7 +6,8 @@ table of the Postgres rows streamed as Arrow (``views.table_batches``); the cata
 is ``ml_platform.versions``. DuckDB reads the copies at query time, only the columns and row
 groups a query needs, keeps at most ``ML_PLATFORM_SQL_MEMORY_LIMIT`` in memory and spills
 the rest to its temporary folder: a year of partitions is queried with the memory of a few,
-and nothing of a view passes through Python whole. Both folders go when the session closes.
+and nothing of a view passes through Python whole. Both folders are in the session's
+scratch folder (``analytics/scratch.py``), removed when the session closes.
 
 Queries cannot change anything outside that database, twice over: only single SELECT
 statements are accepted (``DROP``, ``INSERT``, ``COPY ... TO``, ``ATTACH``, ``SET`` ... are
@@ -18,9 +19,9 @@ Parquet).
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
-import tempfile
 import uuid
 from pathlib import Path
 from typing import IO
@@ -29,6 +30,7 @@ import duckdb
 import polars as pl
 import pyarrow as pa
 
+from ml_platform.analytics.scratch import session_folder
 from ml_platform.analytics.views import (
     CATALOG_SCHEMA,
     VERSIONS_TABLE,
@@ -51,6 +53,15 @@ class QueryRefusedError(Exception):
     """A statement that is not a single read-only SELECT."""
 
 
+class UnknownTableError(ValueError):
+    """A query names a table that is not one of the views."""
+
+    def __init__(self, name: str, views: list[str]) -> None:
+        close = difflib.get_close_matches(name, views, n=1)
+        hint = f"did you mean {close[0]}? " if close else ""
+        super().__init__(f"no table {name}; {hint}the tables: {', '.join(views)}")
+
+
 def one_line(error: BaseException) -> str:
     """DuckDB's message on one line: its text without the LINE/caret excerpt."""
     lines = []
@@ -70,12 +81,13 @@ class Session:
         check_available(catalog)
         self.catalog = catalog
         self.views = catalog.views()
+        settings = load_settings()
         # DuckDB's spill files and the verified copies of stored objects, removed on close.
-        self._scratch = tempfile.TemporaryDirectory(prefix="ml-platform-sql-")
+        self._scratch = session_folder(settings.sql_scratch)
         self.con = duckdb.connect(
             ":memory:",
             config={
-                "memory_limit": memory_limit or load_settings().sql_memory_limit,
+                "memory_limit": memory_limit or settings.sql_memory_limit,
                 "temp_directory": os.path.join(self._scratch.name, "spill"),
             },
         )
@@ -83,6 +95,9 @@ class Session:
         self.loaded: set[str] = set()
         self.locked = False
         self._create_catalog_table()
+        # Every view's schema now, so a mistyped table gets DuckDB's "did you mean" answer.
+        for schema in sorted({view.schema for view in self.views.values()}):
+            self.con.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(schema)}")
 
     def close(self) -> None:
         self.con.close()
@@ -119,7 +134,6 @@ class Session:
             view = self.views[name]
             if self.locked:
                 raise RuntimeError("views must be loaded before the session is locked")
-            self.con.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(view.schema)}")
             if self.catalog.kind(self.catalog.nodes[view.asset][0]) == "table":
                 kind = "TABLE"
                 with table_batches(self.catalog, view) as batches:
@@ -147,7 +161,8 @@ class Session:
         files = ", ".join(_literal(str(p)) for p in paths)
         self.con.execute(
             f"CREATE VIEW {view.qualified} AS "  # noqa: S608 (quoted identifiers, our own paths)
-            f"SELECT * FROM read_parquet([{files}], union_by_name = true)"
+            # No hive partitioning: a name=value folder in the scratch path is not a column.
+            f"SELECT * FROM read_parquet([{files}], union_by_name = true, hive_partitioning = false)"
         )
 
     def load_for(self, query: str) -> None:
@@ -168,6 +183,9 @@ class Session:
     def query(self, sql: str) -> pa.Table:
         """Run one read-only SELECT; DuckDB's errors propagate as ``duckdb.Error``."""
         refuse_unless_select(self.con, sql)
+        unknown = unknown_tables(sql, self.views)
+        if unknown:
+            raise UnknownTableError(unknown[0], sorted(self.views))
         self.load_for(sql)
         self.lock()
         relation = self.con.sql(sql)
@@ -232,22 +250,36 @@ _ALIAS = re.compile(r"\s+AS\s+.*$", re.IGNORECASE | re.DOTALL)
 def referenced_views(sql: str, views: dict[str, View]) -> set[str] | None:
     """The views a query names (none when it reads only the catalog table), or None (all of
     them) when it names no table (``SHOW TABLES``, ``duckdb_tables()``) or cannot be parsed."""
+    names = _table_names(sql)
+    if not names:
+        return None
+    return {name for name in names if name in views}
+
+
+def unknown_tables(sql: str, views: dict[str, View]) -> list[str]:
+    """Tables a query names in a schema of the views (or the catalog's) that do not exist."""
+    schemas = {view.schema for view in views.values()} | {CATALOG_SCHEMA}
+    known = set(views) | {f"{CATALOG_SCHEMA}.{VERSIONS_TABLE}"}
+    return sorted(
+        name
+        for name in _table_names(sql) or []
+        if name.split(".")[0] in schemas and name not in known
+    )
+
+
+def _table_names(sql: str) -> list[str] | None:
+    """The tables a query names, as ``schema.table`` in lower case (None: unparseable)."""
     try:
         names = duckdb.get_table_names(sql, qualified=True)
     except duckdb.Error:
         return None
-    if not names:
-        return None
-    wanted = set()
+    found = []
     for name in names:
         base = _ALIAS.sub("", name).replace('"', "").strip().lower()
         if base.startswith("memory."):
             base = base[len("memory.") :]
-        if "." not in base:  # unqualified: DuckDB looks in the main schema
-            base = f"main.{base}"
-        if base in views:
-            wanted.add(base)
-    return wanted
+        found.append(base if "." in base else f"main.{base}")  # unqualified: the main schema
+    return found
 
 
 # -- output --------------------------------------------------------------------------------

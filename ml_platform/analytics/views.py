@@ -306,8 +306,8 @@ def _row_problem(node: Node, version) -> str | None:
 def spool_objects(catalog: Catalog, view: View, into: Path) -> list[Path]:
     """Verified local files of the objects a view holds, in partition order.
 
-    Each object goes straight to a file in ``into`` (a hard link on a local store) and is
-    checked against the sha256 recorded when it was written, so memory holds no object
+    Each object is copied straight to a file in ``into``, hashed on the way, and checked
+    against the sha256 recorded when it was written, so memory holds no object
     whatever the number of partitions. Anything gone or changed raises
     ``UnavailableVersionError`` naming every such version (and no file is left behind).
     """

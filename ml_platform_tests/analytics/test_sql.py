@@ -306,12 +306,13 @@ def test_interactive_session_reports_errors_and_goes_on(lake):
     assert code == 1  # not a terminal: a failed statement fails the session
 
 
-def run_cli(lake, *argv: str) -> subprocess.CompletedProcess:
+def run_cli(lake, *argv: str, **environ: str) -> subprocess.CompletedProcess:
     env = {
         **os.environ,
         "DAGSTER_HOME": lake["instance"].root_directory,
         "ML_PLATFORM_HOME": str(lake["home"]),
         "ML_PLATFORM_DEPLOYMENT": "local",
+        **environ,
     }
     return subprocess.run(
         [sys.executable, "-m", "ml_platform.cli", "sql", *argv],
@@ -346,3 +347,32 @@ def test_cli_as_a_user_runs_it(lake):
     assert "Traceback" not in bad.stderr
     error = [line for line in bad.stderr.splitlines() if line.startswith("sql: ")]
     assert len(error) == 1 and "Parser Error" in error[0]
+
+
+def test_scratch_folder_names_settings_and_typos(lake, tmp_path):
+    # Copies and spill files go to the scratch folder, whatever its path looks like (a
+    # name=value folder is not read as a column), and leave nothing behind; a folder left by
+    # a killed session is removed by the next one.
+    scratch = tmp_path / "partition_date=1999-01-01"
+    abandoned = scratch / "session-999999999-abc"
+    (abandoned / "spool").mkdir(parents=True)
+    done = run_cli(
+        lake,
+        "--format",
+        "csv",
+        "SELECT min(partition_date) AS d, count(DISTINCT partition_date) AS n FROM clean.shipments",
+        ML_PLATFORM_SQL_SCRATCH=str(scratch),
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[1] == f"{START},{DAYS}"
+    assert list(scratch.iterdir()) == []
+
+    small = run_cli(lake, "SELECT 1", ML_PLATFORM_SQL_MEMORY_LIMIT="1MB")
+    assert small.returncode == 1 and len(small.stderr.splitlines()) == 1, small.stderr
+    assert "ML_PLATFORM_SQL_MEMORY_LIMIT='1MB' is too small" in small.stderr
+
+    typo = run_cli(lake, "SELECT count(*) FROM clean.shipment")
+    assert typo.returncode == 1
+    assert typo.stderr.splitlines()[-1].startswith(
+        "sql: no table clean.shipment; did you mean clean.shipments? the tables: "
+    ), typo.stderr
