@@ -34,6 +34,12 @@ def _cli(env, *args: str) -> subprocess.CompletedProcess:
     return done
 
 
+def _failing_cli(env, *args: str) -> subprocess.CompletedProcess:
+    done = subprocess.run([BIN, *args], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stdout + done.stderr
+    return done
+
+
 def _runs(home: Path) -> int:
     os.environ["DAGSTER_HOME"] = str(home / "dagster")
     try:
@@ -43,16 +49,22 @@ def _runs(home: Path) -> int:
         del os.environ["DAGSTER_HOME"]
 
 
-def test_a_backfill_runs_only_what_would_change(tmp_path):
-    home = tmp_path / "home"
+def _env(home: Path) -> dict:
+    """The CLI's environment on ``home``: 300-row days in 3-day chunks."""
     env = {
         **os.environ,
         "ML_PLATFORM_HOME": str(home),
         "ML_PLATFORM_START_DATE": START.isoformat(),
         "ML_PLATFORM_ROWS_PER_DAY": "300",
-        "ML_PLATFORM_BACKFILL_ROWS_PER_RUN": "900",  # 3-day chunks
+        "ML_PLATFORM_BACKFILL_ROWS_PER_RUN": "900",
     }
     env.pop("DAGSTER_HOME", None)
+    return env
+
+
+def test_a_backfill_runs_only_what_would_change(tmp_path):
+    home = tmp_path / "home"
+    env = _env(home)
     generate_drops(home / "landing", START, 8, GeneratorConfig(rows_per_day=300))
 
     first = _cli(env, "backfill", *RANGE)
@@ -96,28 +108,14 @@ def test_a_backfill_runs_only_what_would_change(tmp_path):
 
 def test_a_failed_day_does_not_keep_the_other_days_of_its_run_missing(tmp_path):
     home = tmp_path / "home"
-    env = {
-        **os.environ,
-        "ML_PLATFORM_HOME": str(home),
-        "ML_PLATFORM_START_DATE": START.isoformat(),
-        "ML_PLATFORM_ROWS_PER_DAY": "300",
-        "ML_PLATFORM_BACKFILL_ROWS_PER_RUN": "900",  # 3-day chunks
-    }
-    env.pop("DAGSTER_HOME", None)
+    env = _env(home)
     landing = home / "landing"
     generate_drops(landing, START, 6, GeneratorConfig(rows_per_day=300))
     # Day 2 holds a file that cannot be read; day 5 is half bad rows (a blocking check fails).
     (landing / "shipments" / "2026-01-02" / "part-bad.parquet").write_bytes(b"not parquet")
     write_drop(landing, date(2026, 1, 5), GeneratorConfig(rows_per_day=300, bad_row_share=0.5))
 
-    failed = subprocess.run(
-        [BIN, "backfill", "--from", "2026-01-01", "--to", "2026-01-06"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert failed.returncode == 1 and "Traceback" not in failed.stderr
+    failed = _failing_cli(env, "backfill", "--from", "2026-01-01", "--to", "2026-01-06")
     out = failed.stdout + failed.stderr
     assert "FAILED: data_pipeline[raw+clean] 2026-01-01..2026-01-03" in out
     assert "FAILED: data_pipeline[raw+clean] 2026-01-04..2026-01-06" in out
@@ -151,14 +149,7 @@ def test_a_failed_day_does_not_keep_the_other_days_of_its_run_missing(tmp_path):
     # A drop that cannot be read any more (here a FIFO among its files) fails its own day's
     # raw, naming the file; it does not stop the plan of the others, which are up to date.
     os.mkfifo(landing / "shipments" / "2026-01-03" / "part-fifo.csv")
-    unreadable = subprocess.run(
-        [BIN, "backfill", "--from", "2026-01-01", "--to", "2026-01-06"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert unreadable.returncode == 1 and "Traceback" not in unreadable.stderr
+    unreadable = _failing_cli(env, "backfill", "--from", "2026-01-01", "--to", "2026-01-06")
     assert "FAILED: data_pipeline[raw+clean] 2026-01-03," in unreadable.stderr
     assert "part-fifo.csv" in unreadable.stderr
     assert SUCCEEDED.findall(unreadable.stdout) == []

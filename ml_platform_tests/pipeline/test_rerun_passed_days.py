@@ -24,6 +24,29 @@ FEATURES = dg.AssetKey(["features", "shipment_features"])
 DAYS = ["2026-01-01", "2026-01-02", "2026-01-03"]
 
 
+def _range_run(defs, instance, selection: list, first: str, last: str):
+    """One run of ``selection`` over first..last, as a backfill chunk or automation runs it."""
+    return defs.resolve_implicit_global_asset_job_def().execute_in_process(
+        instance=instance,
+        asset_selection=selection,
+        tags={
+            "dagster/asset_partition_range_start": first,
+            "dagster/asset_partition_range_end": last,
+        },
+        raise_on_error=False,
+    )
+
+
+def _launch(defs, instance, request: dg.RunRequest):
+    """The sensor's request run as the daemon would launch it."""
+    return defs.resolve_job_def(rerun_passed_days.job_name).execute_in_process(
+        instance=instance,
+        asset_selection=list(request.asset_selection),
+        tags={**request.tags, "dagster/run_key": request.run_key},
+        raise_on_error=False,
+    )
+
+
 def _tick_rerun_sensor(defs, instance, failed_run_id: str, run_id: str | None = None):
     """The sensor on the failure of ``failed_run_id`` (as run ``run_id``, when given)."""
     run = instance.get_run_by_id(run_id or failed_run_id)
@@ -62,15 +85,7 @@ def test_the_days_that_passed_are_run_again_alone(tmp_path):
         assert sorted(requested.get_requested_partitions(CLEAN)) == DAYS
         # Raw again too, as a backfill of the data half would: its step stores all three days
         # before clean fails, so the rerun leaves it out.
-        failed = defs.resolve_implicit_global_asset_job_def().execute_in_process(
-            instance=instance,
-            asset_selection=[RAW, CLEAN, REJECTED],
-            tags={
-                "dagster/asset_partition_range_start": DAYS[0],
-                "dagster/asset_partition_range_end": DAYS[-1],
-            },
-            raise_on_error=False,
-        )
+        failed = _range_run(defs, instance, [RAW, CLEAN, REJECTED], DAYS[0], DAYS[-1])
         assert not failed.success
         assert f"{DAYS[-1]} clean/shipments row_count_sanity" in run_failure_message(failed)
         assert instance.get_materialized_partitions(CLEAN) == set()
@@ -89,12 +104,7 @@ def test_the_days_that_passed_are_run_again_alone(tmp_path):
         assert request.tags["dagster/asset_partition_range_start"] == DAYS[0]
         assert request.tags["dagster/asset_partition_range_end"] == DAYS[1]
         assert request.tags[RERUN_OF_TAG] == failed.run_id
-        rerun = defs.resolve_job_def(rerun_passed_days.job_name).execute_in_process(
-            instance=instance,
-            asset_selection=list(request.asset_selection),
-            tags={**request.tags, "dagster/run_key": request.run_key},
-            raise_on_error=False,
-        )
+        rerun = _launch(defs, instance, request)
         assert rerun.success, run_failure_message(rerun)
         assert instance.get_materialized_partitions(CLEAN) == set(DAYS[:2])
         # Once: had the rerun failed too, it would not be run again.
@@ -107,15 +117,7 @@ def test_the_days_that_passed_are_run_again_alone(tmp_path):
 
         # A range run that failed for another reason (day 3 has no clean data to read) is
         # left to whoever runs it: nothing is requested.
-        other = defs.resolve_implicit_global_asset_job_def().execute_in_process(
-            instance=instance,
-            asset_selection=[FEATURES],
-            tags={
-                "dagster/asset_partition_range_start": DAYS[1],
-                "dagster/asset_partition_range_end": DAYS[2],
-            },
-            raise_on_error=False,
-        )
+        other = _range_run(defs, instance, [FEATURES], DAYS[1], DAYS[2])
         assert not other.success
         # None, not a SkipReason: Dagster would end the tick there, before later failed runs.
         assert _tick_rerun_sensor(defs, instance, other.run_id) is None
@@ -133,15 +135,7 @@ def test_the_days_of_a_raw_range_whose_drops_were_read_are_run_again_alone(tmp_p
         automation = AutomationDriver(defs, instance)
         automation.tick()  # the daemon's first evaluation: nothing to do yet
 
-        failed = defs.resolve_implicit_global_asset_job_def().execute_in_process(
-            instance=instance,
-            asset_selection=[RAW],
-            tags={
-                "dagster/asset_partition_range_start": DAYS[0],
-                "dagster/asset_partition_range_end": DAYS[-1],
-            },
-            raise_on_error=False,
-        )
+        failed = _range_run(defs, instance, [RAW], DAYS[0], DAYS[-1])
         assert not failed.success
         assert f"{DAYS[1]}/part-bad.parquet" in run_failure_message(failed)
         assert instance.get_materialized_partitions(RAW) == set()
@@ -158,12 +152,7 @@ def test_the_days_of_a_raw_range_whose_drops_were_read_are_run_again_alone(tmp_p
         ] == [(DAYS[0], DAYS[0]), (DAYS[2], DAYS[2])]
         for request in requests:
             assert list(request.asset_selection) == [RAW]
-            rerun = defs.resolve_job_def(rerun_passed_days.job_name).execute_in_process(
-                instance=instance,
-                asset_selection=list(request.asset_selection),
-                tags={**request.tags, "dagster/run_key": request.run_key},
-                raise_on_error=False,
-            )
+            rerun = _launch(defs, instance, request)
             assert rerun.success, run_failure_message(rerun)
         assert instance.get_materialized_partitions(RAW) == {DAYS[0], DAYS[2]}
 

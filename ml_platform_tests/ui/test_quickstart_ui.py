@@ -127,7 +127,9 @@ def platform(tmp_path_factory) -> Iterator[dict]:
     built = start + timedelta(days=MATERIALIZE_DAYS - 1)
     assert f"landed {DAYS} daily drops {start}..{today}" in demo.stdout
     # 300 rows a day in runs of 4,000 rows: the demo's data runs in chunks of 13 days.
-    assert f"backfill succeeded: data {start}..{built}, 6/6 chunk stages" in demo.stdout, demo.stdout
+    assert f"backfill succeeded: data {start}..{built}, 6/6 chunk stages" in demo.stdout, (
+        demo.stdout
+    )
     assert "succeeded: predict_prices" in demo.stdout, demo.stdout
     # The daily partitions begin where the demo's data begins.
     assert (home / "start_date").read_text().strip() == start.isoformat()
