@@ -24,8 +24,6 @@ class Settings:
     # together they size backfill chunks (memory grows with rows per run, not range length).
     rows_per_day: int = 200_000
     backfill_rows_per_run: int = 1_000_000
-    # What `ml-platform sql` keeps in memory before DuckDB spills to disk (a DuckDB size).
-    sql_memory_limit: str = "2GB"
 
     @property
     def backfill_days_per_run(self) -> int:
@@ -39,6 +37,12 @@ class Settings:
     @property
     def storage_root(self) -> Path:
         return Path(os.environ.get("ML_PLATFORM_STORAGE_ROOT", self.home / "storage"))
+
+    @property
+    def sql_memory_limit(self) -> str:
+        """What `ml-platform sql` keeps in memory before DuckDB spills to disk (read when the
+        command runs, so a bad value fails it alone)."""
+        return _sql_memory("ML_PLATFORM_SQL_MEMORY_LIMIT", "2GB")
 
     @property
     def sql_scratch(self) -> Path:
@@ -65,7 +69,6 @@ def load_settings() -> Settings:
         start_date=start,
         rows_per_day=_positive_int("ML_PLATFORM_ROWS_PER_DAY", 200_000),
         backfill_rows_per_run=_positive_int("ML_PLATFORM_BACKFILL_ROWS_PER_RUN", 1_000_000),
-        sql_memory_limit=_sql_memory("ML_PLATFORM_SQL_MEMORY_LIMIT", "2GB"),
     )
 
 
@@ -85,7 +88,7 @@ def _positive_int(name: str, default: int) -> int:
     return int(text)
 
 
-_SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([KMGT])(i?)B", re.IGNORECASE)
+_SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*(?:([KMGT])(i?))?B", re.IGNORECASE)
 _SMALLEST_SQL_MEMORY = 64 * 10**6  # DuckDB needs room for its buffers and a query's state
 
 
@@ -96,7 +99,8 @@ def _sql_memory(name: str, default: str) -> str:
     if not match:
         raise ValueError(f"{name}={text!r} must be a size such as 512MB or 4GB")
     number, unit, binary = match.groups()
-    size = float(number) * (1024 if binary else 1000) ** ("KMGT".index(unit.upper()) + 1)
+    power = "KMGT".index(unit.upper()) + 1 if unit else 0
+    size = float(number) * (1024 if binary else 1000) ** power
     if size < _SMALLEST_SQL_MEMORY:
         raise ValueError(f"{name}={text!r} is too small: DuckDB needs at least 64MB")
     return text

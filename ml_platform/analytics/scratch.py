@@ -2,36 +2,53 @@
 
 On disk under ``ML_PLATFORM_SQL_SCRATCH`` (default ``<home>/sql-scratch``), not in the
 system's temporary folder, which is often memory (tmpfs): a year of copies would then sit in
-RAM. One folder per session, named by its process id, removed when the session closes; a
-folder left by a session whose process is gone (killed) is removed by the next session.
+RAM. One folder per session, removed when the session closes. Each session holds a lock on
+its folder while it lives; a folder whose lock nobody holds was left by a session that was
+killed, and the next session removes it. (A lock, not a process id: a home may be shared by
+containers or machines, where process ids say nothing.)
 """
 
 from __future__ import annotations
 
-import os
-import re
+import fcntl
 import shutil
 import tempfile
+import time
 from pathlib import Path
 
-_SESSION = re.compile(r"session-(\d+)-")
+LOCK = ".lock"
+# A folder without its lock file yet is a session starting right now, unless it is older.
+_STARTING_SECONDS = 60
 
 
-def session_folder(root: Path) -> tempfile.TemporaryDirectory:
-    """A new session's folder under ``root``, after removing those of dead processes."""
-    root.mkdir(parents=True, exist_ok=True)
-    for folder in root.iterdir():
-        match = _SESSION.match(folder.name)
-        if match and not _alive(int(match.group(1))):
-            shutil.rmtree(folder, ignore_errors=True)
-    return tempfile.TemporaryDirectory(prefix=f"session-{os.getpid()}-", dir=root)
+class SessionFolder:
+    """A session's own folder, locked while the session lives."""
+
+    def __init__(self, root: Path) -> None:
+        root.mkdir(parents=True, exist_ok=True)
+        for folder in root.glob("session-*"):
+            if folder.is_dir() and _abandoned(folder):
+                shutil.rmtree(folder, ignore_errors=True)
+        self.path = Path(tempfile.mkdtemp(prefix="session-", dir=root))
+        self._lock = open(self.path / LOCK, "w")  # noqa: SIM115 - held until close()
+        fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+    def close(self) -> None:
+        shutil.rmtree(self.path, ignore_errors=True)
+        self._lock.close()
 
 
-def _alive(pid: int) -> bool:
+def _abandoned(folder: Path) -> bool:
+    """Whether no live session holds the folder."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        lock = open(folder / LOCK)  # noqa: SIM115 - closed below
+    except FileNotFoundError:
+        return time.time() - folder.stat().st_mtime > _STARTING_SECONDS
+    except OSError:
         return False
-    except PermissionError:  # another user's process: alive
+    with lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
         return True
-    return True

@@ -30,7 +30,7 @@ import duckdb
 import polars as pl
 import pyarrow as pa
 
-from ml_platform.analytics.scratch import session_folder
+from ml_platform.analytics.scratch import SessionFolder
 from ml_platform.analytics.views import (
     CATALOG_SCHEMA,
     VERSIONS_TABLE,
@@ -83,15 +83,16 @@ class Session:
         self.views = catalog.views()
         settings = load_settings()
         # DuckDB's spill files and the verified copies of stored objects, removed on close.
-        self._scratch = session_folder(settings.sql_scratch)
+        memory_limit = memory_limit or settings.sql_memory_limit
+        self._scratch = SessionFolder(settings.sql_scratch)
         self.con = duckdb.connect(
             ":memory:",
             config={
-                "memory_limit": memory_limit or settings.sql_memory_limit,
-                "temp_directory": os.path.join(self._scratch.name, "spill"),
+                "memory_limit": memory_limit,
+                "temp_directory": str(self._scratch.path / "spill"),
             },
         )
-        self._spool = Path(self._scratch.name) / "spool"
+        self._spool = self._scratch.path / "spool"
         self.loaded: set[str] = set()
         self.locked = False
         self._create_catalog_table()
@@ -101,7 +102,7 @@ class Session:
 
     def close(self) -> None:
         self.con.close()
-        self._scratch.cleanup()
+        self._scratch.close()
 
     def __enter__(self) -> Session:
         return self

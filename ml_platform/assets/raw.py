@@ -7,7 +7,12 @@ import polars as pl
 
 from ml_platform.failures import fail_partitions
 from ml_platform.landing.reader import DropFileError, parse_drop_file
-from ml_platform.landing.zone import DropFile, LandingZone, drop_fingerprint
+from ml_platform.landing.zone import (
+    DropFile,
+    DropUnreadableError,
+    LandingZone,
+    drop_fingerprint,
+)
 from ml_platform.partitions import daily_backfill_policy, daily_partitions
 from ml_platform.storage.frames import content_hash
 from ml_platform.transforms.shipments import raw_from_files
@@ -41,9 +46,9 @@ def raw_shipments(context: dg.AssetExecutionContext, landing: LandingZone) -> dg
         elif frame is not None:
             frames.append(frame)
     if errors:
-        # An unreadable file or an incomplete drop reads the same way next time (errors
-        # reading the zone itself raise on their own, and are retried): not retried, and the
-        # other days of a range are run again without these (rerun_passed_days).
+        # An unreadable file or an incomplete drop reads the same way next time (a store
+        # failure that may pass raises instead, and is retried): not retried, and the other
+        # days of a range are run again without these (rerun_passed_days, the CLI).
         fail_partitions(
             context,
             RAW_SHIPMENTS,
@@ -58,7 +63,22 @@ def raw_shipments(context: dg.AssetExecutionContext, landing: LandingZone) -> dg
 def _read_drop(
     context: dg.AssetExecutionContext, landing: LandingZone, partition: str
 ) -> tuple[pl.DataFrame | None, list[str]]:
-    """Parse every file of one drop; bad files are quarantined and reported, never skipped."""
+    """Parse every file of one drop; bad files are quarantined and reported, never skipped.
+
+    A drop that cannot be listed or read is this day's problem too (the other days of a range
+    go on); a store failure that may pass the next time raises, and the run is retried.
+    """
+    try:
+        return _parse_drop(context, landing, partition)
+    except DropUnreadableError as e:
+        if e.transient:
+            raise
+        return None, [str(e)]
+
+
+def _parse_drop(
+    context: dg.AssetExecutionContext, landing: LandingZone, partition: str
+) -> tuple[pl.DataFrame | None, list[str]]:
     where = f"{landing.describe()}/{partition}"
     if not landing.is_complete(partition):
         return None, [f"{where}: no complete drop (its _SUCCESS marker is missing)"]

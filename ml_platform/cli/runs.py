@@ -83,16 +83,13 @@ def execute_needed(
 
     from ml_platform.cli.progress import expected_work
     from ml_platform.definitions import defs
-    from ml_platform.provenance.up_to_date import Redo, plan_redo
+    from ml_platform.provenance.up_to_date import plan_redo
 
     keys = sorted(dg.AssetSelection.from_string(selection).resolve(defs.resolve_asset_graph()))
     everything = None if whole_job else selection
-    if force:
-        plan = [Redo(first, last, tuple(keys), "--force")]
-    else:
-        expected_work(job_name, None, first, last)  # a day outside the calendar: one line
-        with dg.DagsterInstance.get() as instance:
-            plan = plan_redo(instance, defs, keys, _days(first, last))
+    expected_work(job_name, None, first, last)  # a day outside the calendar: one line
+    with dg.DagsterInstance.get() as instance:
+        plan = plan_redo(instance, defs, keys, _days(first, last), force=force)
     if not plan:
         label = job_name if whole_job else f"{job_name}[{stage_name(selection)}]"
         note = f"up to date, not run: {label} {_scope(first, last)}"
@@ -111,13 +108,17 @@ def execute_needed(
         outcomes.append(outcome)
         if outcome.success:
             continue
-        passed = [] if retried else _passed_days(outcome.run_id, redo.first, redo.last)
-        if not passed:
+        failed = set() if retried else _failed_days(outcome.run_id, redo.first, redo.last)
+        if not failed:
             break
+        # Once: the run's other days as they are now (what it stored is current), then the
+        # days after it as planned; without the failed days and what reads them.
         retried = True
-        rest = passed + [day for later in plan for day in _days(later.first, later.last)]
+        later = [day for after in plan for day in _days(after.first, after.last)]
         with dg.DagsterInstance.get() as instance:
-            plan = plan_redo(instance, defs, keys, rest)
+            plan = plan_redo(
+                instance, defs, keys, _days(redo.first, redo.last), failed=failed
+            ) + plan_redo(instance, defs, keys, later, force=force, failed=failed)
     return outcomes
 
 
@@ -144,18 +145,17 @@ def _scope(first: str, last: str) -> str:
     return f"{first}..{last}" if first != last else first
 
 
-def _passed_days(run_id: str, first: str, last: str) -> list[str]:
-    """The days of a failed run that did not fail themselves (none when the run failed for
-    another reason than some of its days)."""
+def _failed_days(run_id: str, first: str, last: str) -> set:
+    """(asset, day) pairs of a failed run that failed themselves: a blocking check, or a step
+    failure naming them (none when the run failed for another reason)."""
     import dagster as dg
 
     from ml_platform.rerun_passed_days import day_failures
 
-    if first == last:
-        return []
+    days = _days(first, last)
     with dg.DagsterInstance.get() as instance:
-        failed, passed = day_failures(instance, run_id, _days(first, last))
-    return passed if failed else []
+        failed, passed = day_failures(instance, run_id, days)
+    return {(key, day) for key in failed for day in days if day not in passed}
 
 
 def stage_name(selection: str) -> str:

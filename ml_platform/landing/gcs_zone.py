@@ -31,6 +31,13 @@ class DropChangedError(DropUnreadableError):
     """A drop object was replaced between listing and reading it."""
 
 
+def _transient(error: Exception) -> bool:
+    """A server error or throttling: the same call may succeed the next time."""
+    from google.api_core.exceptions import ServerError, TooManyRequests
+
+    return isinstance(error, ServerError | TooManyRequests)
+
+
 class GCSLandingZone(LandingZone):
     """Drops under ``gs://<bucket>/<prefix>/<dataset>/<YYYY-MM-DD>/``."""
 
@@ -90,7 +97,7 @@ class GCSLandingZone(LandingZone):
             # delimiter="/": only the drop's own objects, not anything nested below it.
             blobs = list(self._gcs().list_blobs(self.bucket, prefix=prefix, delimiter="/"))
         except GoogleAPICallError as e:
-            raise DropUnreadableError(f"gs://{self.bucket}/{prefix}: {e}") from e
+            raise DropUnreadableError(f"gs://{self.bucket}/{prefix}: {e}", _transient(e)) from e
         files = []
         for blob in blobs:
             name = blob.name[len(prefix) :]
@@ -123,7 +130,7 @@ class GCSLandingZone(LandingZone):
                 "it was being read; the next sensor tick picks up the re-drop"
             ) from None
         except GoogleAPICallError as e:
-            raise DropUnreadableError(f"{file.uri}: {e}") from e
+            raise DropUnreadableError(f"{file.uri}: {e}", _transient(e)) from e
         if blob.generation is not None and str(blob.generation) != file.generation:
             raise DropChangedError(
                 f"{file.uri} changed from generation {file.generation} to {blob.generation} "

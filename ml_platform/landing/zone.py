@@ -37,7 +37,16 @@ class DropFile:
 
 
 class DropUnreadableError(Exception):
-    """A drop's files could not be listed or read; the message names the file and the problem."""
+    """A drop's files could not be listed or read; the message names the file and the problem.
+
+    ``transient``: the store failed (a server error, throttling), so the same read may work
+    the next time; otherwise the drop itself is the problem (not a regular file, no
+    permission, replaced while read) and reads the same way until it is dropped again.
+    """
+
+    def __init__(self, message: str, transient: bool = False) -> None:
+        super().__init__(message)
+        self.transient = transient
 
 
 def quarantine_reason(file: DropFile, data: bytes, reason: str) -> str:

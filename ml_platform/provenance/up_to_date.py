@@ -13,6 +13,7 @@ Dagster's own backfills from the UI run what they are asked to.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, timedelta
 from functools import cache
@@ -39,11 +40,44 @@ class Redo:
 
 
 def plan_redo(
-    instance: dg.DagsterInstance, defs: dg.Definitions, keys: list[dg.AssetKey], days: list[str]
+    instance: dg.DagsterInstance,
+    defs: dg.Definitions,
+    keys: list[dg.AssetKey],
+    days: list[str],
+    *,
+    force: bool = False,
+    failed: set[tuple[dg.AssetKey, str]] = frozenset(),
 ) -> list[Redo]:
-    """The runs that bring ``keys`` up to date over ``days``; none when all of it is."""
+    """The runs that bring ``keys`` up to date over ``days`` (all of it with ``force``);
+    none when all of it is. ``failed``: (asset, day) pairs a run just failed; they, and
+    what reads them, are left out (they would fail the same way, or read nothing)."""
     graph = defs.resolve_asset_graph()
+    selected = set(keys)
     needs: dict[str, dict[dg.AssetKey, str]] = {day: {} for day in days}
+    if force:
+        for day in days:
+            needs[day] = dict.fromkeys(keys, "--force")
+    else:
+        _find_needs(instance, defs, graph, keys, days, needs)
+    reach = _reach(defs, graph, selected)
+    planned_days = set(days)
+    # What reads a failed day is blocked whatever lies between (a failed raw day blocks the
+    # feature days whose window reads its clean day, planned or not); what a run changes is
+    # followed through the planned days only, the others being up to date.
+    blocked = reach(dict.fromkeys(failed, ""), lambda day: days and day <= days[-1])
+    wanted = reach(
+        {(key, day): why for day, found in needs.items() for key, why in found.items()},
+        planned_days.__contains__,
+    )
+    planned: dict[str, dict[dg.AssetKey, str]] = {day: {} for day in days}
+    for (key, day), why in wanted.items():
+        if day in planned and (key, day) not in blocked:
+            planned[day][key] = why
+    return _group(days, planned)
+
+
+def _find_needs(instance, defs, graph, keys: list, days: list[str], needs: dict) -> None:
+    """Fills ``needs`` with each (asset, day) that is not up to date, and why."""
     for key in keys:
         for day, reasons in partition_reasons(instance, graph, key, days).items():
             if reasons is None:
@@ -54,7 +88,10 @@ def plan_redo(
         stored = [d for d in days if RAW_SHIPMENTS not in needs[d]]
         for day, why in changed_drops(instance, defs, stored).items():
             needs[day][RAW_SHIPMENTS] = why
-    _spread(defs, graph, needs, set(keys))
+
+
+def _group(days: list[str], needs: dict) -> list[Redo]:
+    """Consecutive days that need the same assets, as one run each."""
     plan: list[Redo] = []
     for day in days:
         if not needs[day]:
@@ -68,10 +105,10 @@ def plan_redo(
     return plan
 
 
-def _spread(defs: dg.Definitions, graph, needs: dict, selected: set) -> None:
-    """Adds to ``needs`` what running it changes, within ``selected`` and the days planned:
-    the partitions of child assets that read a needed partition, and the assets computed in
-    the same (unsplittable) step, until nothing is added."""
+def _reach(defs: dg.Definitions, graph, selected: set):
+    """A function from (asset, day) seeds (and why) and the days to follow to everything a
+    run of them changes within ``selected``: the partitions of child assets that read a seed,
+    and the assets computed in the same (unsplittable) step, transitively; seeds included."""
 
     @cache
     def reached(parent: dg.AssetKey, child: dg.AssetKey, day: str) -> tuple[str, ...]:
@@ -85,18 +122,24 @@ def _spread(defs: dg.Definitions, graph, needs: dict, selected: set) -> None:
         )
         return tuple(subset.get_partition_keys())
 
-    work = [(key, day) for day, keys in needs.items() for key in keys]
-    while work:
-        key, day = work.pop()
-        assets_def = defs.resolve_assets_def(key)
-        siblings = [] if assets_def.can_subset else sorted((assets_def.keys & selected) - {key})
-        touched = [(sibling, day) for sibling in siblings]
-        for child in sorted(graph.get(key).child_keys & selected):
-            touched += [(child, d) for d in reached(key, child, day) if d in needs]
-        for other, other_day in touched:
-            if other not in needs[other_day]:
-                needs[other_day][other] = f"{key.to_user_string()} {day} runs: {needs[day][key]}"
-                work.append((other, other_day))
+    def reach(seeds: dict, within: Callable[[str], bool]) -> dict[tuple[dg.AssetKey, str], str]:
+        found = dict(seeds)
+        work = list(seeds)
+        while work:
+            key, day = work.pop()
+            assets_def = defs.resolve_assets_def(key)
+            touched = []
+            if not assets_def.can_subset:
+                touched += [(sibling, day) for sibling in sorted(assets_def.keys & selected)]
+            for child in sorted(graph.get(key).child_keys & selected):
+                touched += [(child, d) for d in reached(key, child, day) if within(d)]
+            for pair in touched:
+                if pair not in found:
+                    found[pair] = f"{key.to_user_string()} {day} runs: {found[(key, day)]}"
+                    work.append(pair)
+        return found
+
+    return reach
 
 
 def changed_drops(instance: dg.DagsterInstance, defs: dg.Definitions, days: list[str]) -> dict:

@@ -349,13 +349,29 @@ def test_cli_as_a_user_runs_it(lake):
     assert len(error) == 1 and "Parser Error" in error[0]
 
 
+HOLD_LOCK = """
+import fcntl, sys, time
+lock = open(sys.argv[1], "w")
+fcntl.flock(lock, fcntl.LOCK_EX)
+print("locked", flush=True)
+time.sleep(600)
+"""
+
+
 def test_scratch_folder_names_settings_and_typos(lake, tmp_path):
     # Copies and spill files go to the scratch folder, whatever its path looks like (a
     # name=value folder is not read as a column), and leave nothing behind; a folder left by
     # a killed session is removed by the next one.
     scratch = tmp_path / "partition_date=1999-01-01"
-    abandoned = scratch / "session-999999999-abc"
+    abandoned = scratch / "session-killed"  # its lock file is there, nobody holds it
     (abandoned / "spool").mkdir(parents=True)
+    (abandoned / ".lock").touch()
+    live = scratch / "session-live"  # a session running in another process (or machine)
+    live.mkdir()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK, str(live / ".lock")], stdout=subprocess.PIPE, text=True
+    )
+    assert holder.stdout.readline().strip() == "locked"
     done = run_cli(
         lake,
         "--format",
@@ -365,7 +381,9 @@ def test_scratch_folder_names_settings_and_typos(lake, tmp_path):
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[1] == f"{START},{DAYS}"
-    assert list(scratch.iterdir()) == []
+    assert list(scratch.iterdir()) == [live]
+    holder.kill()
+    holder.wait()
 
     small = run_cli(lake, "SELECT 1", ML_PLATFORM_SQL_MEMORY_LIMIT="1MB")
     assert small.returncode == 1 and len(small.stderr.splitlines()) == 1, small.stderr

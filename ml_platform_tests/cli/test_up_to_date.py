@@ -147,9 +147,35 @@ def test_a_failed_day_does_not_keep_the_other_days_of_its_run_missing(tmp_path):
     ]
 
     # A drop that cannot be read any more (here a FIFO among its files) fails its own day's
-    # raw, naming the file; it does not stop the plan of the others, which are up to date.
+    # raw, naming the file, in a range of one chunk planned in one pass; the plan goes on
+    # with a re-dropped later day, without the feature days whose window reads the failed one.
     os.mkfifo(landing / "shipments" / "2026-01-03" / "part-fifo.csv")
-    unreadable = _failing_cli(env, "backfill", "--from", "2026-01-01", "--to", "2026-01-06")
-    assert "FAILED: data_pipeline[raw+clean] 2026-01-03," in unreadable.stderr
+    write_drop(landing, date(2026, 1, 5), GeneratorConfig(rows_per_day=310, seed=9))
+    one_chunk = {**env, "ML_PLATFORM_BACKFILL_ROWS_PER_RUN": "3000"}
+    unreadable = _failing_cli(one_chunk, "backfill", "--from", "2026-01-01", "--to", "2026-01-06")
+    assert "FAILED: data_pipeline 2026-01-03," in unreadable.stderr
     assert "part-fifo.csv" in unreadable.stderr
-    assert SUCCEEDED.findall(unreadable.stdout) == []
+    assert SUCCEEDED.findall(unreadable.stderr) == [("data_pipeline[raw+clean]", "2026-01-05")], (
+        unreadable.stdout + unreadable.stderr
+    )
+
+
+def test_a_first_backfill_in_one_run_keeps_the_good_days_of_a_failed_day(tmp_path):
+    home = tmp_path / "home"
+    env = {**_env(home), "ML_PLATFORM_BACKFILL_ROWS_PER_RUN": "3000"}  # one chunk
+    landing = home / "landing"
+    generate_drops(landing, START, 6, GeneratorConfig(rows_per_day=300))
+    write_drop(landing, date(2026, 1, 3), GeneratorConfig(rows_per_day=300, bad_row_share=0.5))
+    failed = _failing_cli(env, "backfill", "--from", "2026-01-01", "--to", "2026-01-06")
+    out = failed.stdout + failed.stderr
+    assert "FAILED: data_pipeline 2026-01-01..2026-01-06" in out
+    # Raw's step had stored every day. Clean runs again for the days that passed, and the
+    # features of the days before the failed one; the later feature days read it: not run.
+    assert sorted(SUCCEEDED.findall(out)) == [
+        (
+            "data_pipeline[clean/shipments+clean/shipments_rejected+features/shipment_features]",
+            "2026-01-01..2026-01-02",
+        ),
+        ("data_pipeline[clean/shipments+clean/shipments_rejected]", "2026-01-04..2026-01-06"),
+    ]
+    assert "FAILED" not in out.split("FAILED: data_pipeline 2026-01-01..2026-01-06", 1)[1]
