@@ -83,3 +83,14 @@ def test_raw_reads_a_gcs_drop_and_records_its_objects(instance, gcs_client, gcs_
     )
     assert stored.height == 20
     assert _tick(instance, zone, None)[0] == []
+
+
+def test_only_server_errors_and_throttling_count_as_passing():
+    from google.api_core import exceptions
+
+    from ml_platform.landing.gcs_zone import _transient
+
+    assert _transient(exceptions.ServiceUnavailable("busy"))
+    assert _transient(exceptions.TooManyRequests("slow down"))
+    assert not _transient(exceptions.Forbidden("no access"))
+    assert not _transient(exceptions.NotFound("gone"))
