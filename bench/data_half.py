@@ -179,7 +179,8 @@ def _measure(variant: str, workdir: Path, days: int, rows_per_day: int, server=N
 
 def measure_command(command: list[str], env: dict, label: str) -> dict:
     """Run ``command`` as its own process tree: wall seconds (imports included), peak RSS and
-    PSS summed over the tree, and average cores used. Exits naming ``label`` if it fails."""
+    PSS summed over the tree, average cores used, and its output. Exits naming ``label`` if
+    it fails."""
     t0 = time.perf_counter()
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     process = subprocess.Popen(
@@ -199,6 +200,7 @@ def measure_command(command: list[str], env: dict, label: str) -> dict:
         "peak_rss_mb": sampler.peak_rss / 2**20,
         "peak_pss_mb": sampler.peak_pss / 2**20,
         "cores": max(reaped, sampler.cpu_seconds()) / seconds,
+        "stdout": out,
     }
 
 
