@@ -9,6 +9,7 @@ from datetime import date, timedelta
 
 from ml_platform.cli.backfill_chunks import run_chunked_backfill
 from ml_platform.cli.errors import UsageError, iso_date
+from ml_platform.cli.models import train_week
 from ml_platform.cli.runs import (
     SELECTIONS,
     run_job,
@@ -95,8 +96,10 @@ def run_demo(args: argparse.Namespace) -> int:
     if week is None:
         return 0
     config = {"ops": {"models__champion": {"config": {"reason": "demo: first model"}}}}
+    # Run again, the demo trains nothing its model was made from already, and the automatic
+    # promotion leaves a live model live.
     return (
-        run_job("train_price_model", partition=week.isoformat())
+        train_week(week.isoformat(), {})
         or run_job("promote_champion", config=config)
         or run_chunked_backfill(
             week + timedelta(days=7), end, "predict", None, days_per_run=days_per_run

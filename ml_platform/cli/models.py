@@ -24,6 +24,11 @@ def add_parsers(commands) -> None:
         metavar="NAME=VALUE",
         help="a hyperparameter, e.g. learning_rate=0.05 (repeatable)",
     )
+    train.add_argument(
+        "--force",
+        action="store_true",
+        help="train again a week trained from the same features, code and hyperparameters",
+    )
     train.set_defaults(handler=run_train)
 
     promote = commands.add_parser("promote", help="make a trained model week live")
@@ -50,11 +55,40 @@ def add_parsers(commands) -> None:
 
 def run_train(args: argparse.Namespace) -> int:
     params = dict(args.param)  # already (name, number) pairs: parse_param ran while parsing
+    return train_week(args.week.isoformat(), params, force=args.force)
+
+
+def train_week(week: str, params: dict, force: bool = False) -> int:
+    """Train the week's model, unless its latest one was made from the same features, code
+    and hyperparameters (``force`` trains anyway): training it again would make the same."""
+    if not force:
+        run_id = _current_model_run(week, params)
+        if run_id is not None:
+            print(
+                f"up to date, not trained: price_model {week} (run {run_id}) was trained from "
+                "the same features, code and hyperparameters (--force trains again)",
+                flush=True,
+            )
+            return 0
     return run_job(
-        "train_price_model",
-        partition=args.week.isoformat(),
-        config=op_config("models__price_model", params),
+        "train_price_model", partition=week, config=op_config("models__price_model", params)
     )
+
+
+def _current_model_run(week: str, params: dict) -> str | None:
+    import dagster as dg
+    import pydantic
+
+    from ml_platform.assets.price_model import TrainingConfig
+    from ml_platform.definitions import defs
+    from ml_platform.provenance.up_to_date import current_model_run
+
+    try:
+        hyperparameters = TrainingConfig(**params).model_dump()
+    except pydantic.ValidationError:  # the run names what is wrong with them
+        return None
+    with dg.DagsterInstance.get() as instance:
+        return current_model_run(instance, defs, week, hyperparameters)
 
 
 def parse_param(text: str) -> tuple[str, float | int]:

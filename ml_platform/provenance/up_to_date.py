@@ -192,3 +192,21 @@ def _fingerprint(landing, day: str, metadata) -> str:
 
 def _next_day(day: str) -> str:
     return (date.fromisoformat(day) + timedelta(days=1)).isoformat()
+
+
+def current_model_run(
+    instance: dg.DagsterInstance, defs: dg.Definitions, week: str, hyperparameters: dict
+) -> str | None:
+    """The run of the week's latest model when training it again would make the same one:
+    the same code version, feature partitions with the same content, the same hyperparameters
+    (all of them, defaults included); else None."""
+    from ml_platform.provenance.champion import PRICE_MODEL_KEY, latest_model_materialization
+
+    record = latest_model_materialization(instance, week)
+    if record is None:
+        return None
+    graph = defs.resolve_asset_graph()
+    if partition_reasons(instance, graph, PRICE_MODEL_KEY, [week])[week]:
+        return None
+    recorded = record.asset_materialization.metadata.get("hyperparameters")
+    return record.run_id if recorded is not None and recorded.value == hyperparameters else None

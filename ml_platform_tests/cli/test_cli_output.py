@@ -87,6 +87,17 @@ def test_demo_shows_a_summary_per_run_and_no_event_log(env):
     assert len(UI_LINE.findall(out)) == 4
     assert len(out.splitlines()) < 20  # not one line per event
 
+    # The same demo again lands the same drops: nothing is built, trained or quoted twice
+    # (the automatic promotion's run finds the model live already).
+    again = _cli(env, "demo", "--days", "38", "--rows-per-day", "300")
+    assert again.returncode == 0, again.stderr
+    _no_noise(again)
+    assert "up to date, not run: data_pipeline 2026-01-01..2026-02-04" in again.stdout
+    assert "up to date, not trained: price_model 2026-01-26" in again.stdout
+    assert "up to date, not run: predict_prices 2026-02-02..2026-02-04" in again.stdout
+    assert RUN_LINE.findall(again.stdout) == ["succeeded"], again.stdout  # the promotion's
+    assert "succeeded: promote_champion" in again.stdout
+
 
 @pytest.mark.slow
 def test_predict_prints_a_summary_and_verbose_shows_the_event_log(env):

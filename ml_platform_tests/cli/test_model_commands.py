@@ -31,6 +31,12 @@ def test_train_promote_predict_rollback_from_the_command_line(tmp_path):
 
     small = ["--param", "min_training_rows=1000"]
     assert _cli(env, "train", "--week", "2026-02-02", *small).returncode == 0
+    # The same features, code and hyperparameters would make the same model: not trained.
+    again = _cli(env, "train", "--week", "2026-02-02", *small)
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.startswith("up to date, not trained: price_model 2026-02-02 (run ")
+    forced = _cli(env, "train", "--week", "2026-02-02", *small, "--force")
+    assert forced.returncode == 0 and "succeeded: train_price_model 2026-02-02" in forced.stdout
     assert _cli(env, "promote", "--week", "2026-02-02", "--reason", "first model").returncode == 0
     tolerant = [*small, "--param", "champion_tolerance=10"]
     assert _cli(env, "train", "--week", "2026-01-26", *tolerant).returncode == 0
