@@ -6,18 +6,23 @@ RAM. One folder per session, removed when the session closes. Each session holds
 its folder while it lives; a folder whose lock nobody holds was left by a session that was
 killed, and the next session removes it. (A lock, not a process id: a home may be shared by
 containers or machines, where process ids say nothing.)
+
+A session's folder is made under a name the cleanup never looks at, locked, and only then
+renamed to ``session-*``: no other session can see it unlocked.
 """
 
 from __future__ import annotations
 
 import fcntl
+import os
 import shutil
 import tempfile
 import time
+import uuid
 from pathlib import Path
 
 LOCK = ".lock"
-# A folder without its lock file yet is a session starting right now, unless it is older.
+# A folder still being made (by a session killed before it was renamed) after this long.
 _STARTING_SECONDS = 60
 
 
@@ -26,29 +31,43 @@ class SessionFolder:
 
     def __init__(self, root: Path) -> None:
         root.mkdir(parents=True, exist_ok=True)
-        for folder in root.glob("session-*"):
-            if folder.is_dir() and _abandoned(folder):
-                shutil.rmtree(folder, ignore_errors=True)
-        self.path = Path(tempfile.mkdtemp(prefix="session-", dir=root))
-        self._lock = open(self.path / LOCK, "w")  # noqa: SIM115 - held until close()
+        _remove_abandoned(root)
+        starting = Path(tempfile.mkdtemp(prefix=".starting-", dir=root))
+        # Opened for writing: NFS takes an exclusive lock only on a file open for writing.
+        self._lock = open(starting / LOCK, "w")  # noqa: SIM115 - held until close()
         fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        self.path = root / f"session-{uuid.uuid4().hex}"
+        os.rename(starting, self.path)
 
     def close(self) -> None:
-        shutil.rmtree(self.path, ignore_errors=True)
+        shutil.rmtree(self.path, ignore_errors=True)  # still locked: nobody else removes it
         self._lock.close()
 
 
-def _abandoned(folder: Path) -> bool:
-    """Whether no live session holds the folder."""
+def _remove_abandoned(root: Path) -> None:
+    for folder in root.glob("session-*"):
+        if _unlocked(folder):
+            shutil.rmtree(folder, ignore_errors=True)
+    for folder in root.glob(".starting-*"):
+        try:
+            old = time.time() - folder.stat().st_mtime > _STARTING_SECONDS
+        except OSError:  # gone: renamed or removed meanwhile
+            continue
+        if old and _unlocked(folder):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _unlocked(folder: Path) -> bool:
+    """Whether nobody holds the folder's lock; a folder whose lock file cannot be opened
+    (being removed by its owner, or another cleanup) counts as held."""
     try:
-        lock = open(folder / LOCK)  # noqa: SIM115 - closed below
-    except FileNotFoundError:
-        return time.time() - folder.stat().st_mtime > _STARTING_SECONDS
+        fd = os.open(folder / LOCK, os.O_WRONLY)
     except OSError:
         return False
-    with lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return False
-        return True
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return False
+    finally:
+        os.close(fd)  # releases the lock taken above, if any: the folder is removed next
+    return True

@@ -85,20 +85,26 @@ class Session:
         # DuckDB's spill files and the verified copies of stored objects, removed on close.
         memory_limit = memory_limit or settings.sql_memory_limit
         self._scratch = SessionFolder(settings.sql_scratch)
-        self.con = duckdb.connect(
-            ":memory:",
-            config={
-                "memory_limit": memory_limit,
-                "temp_directory": str(self._scratch.path / "spill"),
-            },
-        )
-        self._spool = self._scratch.path / "spool"
-        self.loaded: set[str] = set()
-        self.locked = False
-        self._create_catalog_table()
-        # Every view's schema now, so a mistyped table gets DuckDB's "did you mean" answer.
-        for schema in sorted({view.schema for view in self.views.values()}):
-            self.con.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(schema)}")
+        try:
+            self.con = duckdb.connect(
+                ":memory:",
+                config={
+                    "memory_limit": memory_limit,
+                    "temp_directory": str(self._scratch.path / "spill"),
+                },
+            )
+            self._spool = self._scratch.path / "spool"
+            self.loaded: set[str] = set()
+            self.locked = False
+            self._create_catalog_table()
+            # Every view's schema now, so a mistyped table gets an answer naming the views.
+            for schema in sorted({view.schema for view in self.views.values()}):
+                self.con.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(schema)}")
+        except BaseException:
+            if hasattr(self, "con"):
+                self.con.close()
+            self._scratch.close()
+            raise
 
     def close(self) -> None:
         self.con.close()

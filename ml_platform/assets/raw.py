@@ -87,7 +87,13 @@ def _parse_drop(
         return None, [f"{where}: the drop is marked complete but holds no data files"]
     parsed, shas, problems = [], {}, []
     for file in files:
-        data = landing.read(file)
+        try:
+            data = landing.read(file)
+        except DropUnreadableError as e:
+            if e.transient:
+                raise
+            problems.append(str(e))  # and the other files are still read and reported
+            continue
         shas[file.name] = hashlib.sha256(data).hexdigest()
         try:
             parsed.append((file.uri, shas[file.name], parse_drop_file(file, data)))

@@ -88,8 +88,9 @@ def execute_needed(
     keys = sorted(dg.AssetSelection.from_string(selection).resolve(defs.resolve_asset_graph()))
     everything = None if whole_job else selection
     expected_work(job_name, None, first, last)  # a day outside the calendar: one line
+    days = _days(first, last)
     with dg.DagsterInstance.get() as instance:
-        plan = plan_redo(instance, defs, keys, _days(first, last), force=force)
+        plan = plan_redo(instance, defs, keys, days, forced=_every(keys, days) if force else set())
     if not plan:
         label = job_name if whole_job else f"{job_name}[{stage_name(selection)}]"
         note = f"up to date, not run: {label} {_scope(first, last)}"
@@ -111,15 +112,30 @@ def execute_needed(
         failed = set() if retried else _failed_days(outcome.run_id, redo.first, redo.last)
         if not failed:
             break
-        # Once: the run's other days as they are now (what it stored is current), then the
-        # days after it as planned; without the failed days and what reads them.
+        # Once, in one pass: the run's other days and the days after it, without the failed
+        # days and what reads them. Forced, all of it but what the failed run stored.
         retried = True
-        later = [day for after in plan for day in _days(after.first, after.last)]
+        rest = [day for step in (redo, *plan) for day in _days(step.first, step.last)]
+        again = _every(keys, rest) - _stored_by(outcome.run_id) if force else set()
         with dg.DagsterInstance.get() as instance:
-            plan = plan_redo(
-                instance, defs, keys, _days(redo.first, redo.last), failed=failed
-            ) + plan_redo(instance, defs, keys, later, force=force, failed=failed)
+            plan = plan_redo(instance, defs, keys, rest, forced=again, failed=failed)
     return outcomes
+
+
+def _every(keys, days: list[str]) -> set:
+    return {(key, day) for key in keys for day in days}
+
+
+def _stored_by(run_id: str) -> set:
+    """(asset, day) pairs a run materialized."""
+    import dagster as dg
+
+    with dg.DagsterInstance.get() as instance:
+        records = instance.get_records_for_run(
+            run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION
+        ).records
+    events = (record.event_log_entry.dagster_event for record in records)
+    return {(event.asset_key, event.partition) for event in events}
 
 
 def _key_selection(keys, defs) -> str:

@@ -32,10 +32,11 @@ class DropChangedError(DropUnreadableError):
 
 
 def _transient(error: Exception) -> bool:
-    """A server error or throttling: the same call may succeed the next time."""
-    from google.api_core.exceptions import ServerError, TooManyRequests
+    """A server error, throttling or a timeout: the same call may succeed the next time."""
+    from google.api_core.exceptions import ServerError
 
-    return isinstance(error, ServerError | TooManyRequests)
+    # What the storage client's own retry treats as retryable, by status (408, 429, 5xx).
+    return isinstance(error, ServerError) or getattr(error, "code", None) in (408, 429)
 
 
 class GCSLandingZone(LandingZone):

@@ -7,6 +7,7 @@ written the marker ``_SUCCESS`` last. A re-drop rewrites the files and the marke
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -47,6 +48,21 @@ class DropUnreadableError(Exception):
     def __init__(self, message: str, transient: bool = False) -> None:
         super().__init__(message)
         self.transient = transient
+
+
+# The machine, not the drop: an I/O error, a stale network mount, no file descriptors left.
+_TRANSIENT_ERRNOS = {
+    errno.EIO,
+    errno.ESTALE,
+    errno.EMFILE,
+    errno.ENFILE,
+    errno.EAGAIN,
+    errno.ETIMEDOUT,
+}
+
+
+def _transient(error: OSError) -> bool:
+    return error.errno in _TRANSIENT_ERRNOS
 
 
 def quarantine_reason(file: DropFile, data: bytes, reason: str) -> str:
@@ -151,14 +167,16 @@ class LocalLandingZone(LandingZone):
         try:
             return [self._drop_file(partition, e) for e in _data_entries(folder)]
         except OSError as e:
-            raise DropUnreadableError(f"{folder.absolute().as_uri()}: {e.strerror or e}") from e
+            raise DropUnreadableError(
+                f"{folder.absolute().as_uri()}: {e.strerror or e}", _transient(e)
+            ) from e
 
     def _drop_file(self, partition: str, entry: os.DirEntry) -> DropFile:
         uri = Path(entry.path).absolute().as_uri()
         try:
             st = entry.stat()
         except OSError as e:
-            raise DropUnreadableError(f"{uri}: {e.strerror or e}") from e
+            raise DropUnreadableError(f"{uri}: {e.strerror or e}", _transient(e)) from e
         return DropFile(
             partition=partition,
             name=entry.name,
@@ -176,7 +194,7 @@ class LocalLandingZone(LandingZone):
                     raise DropUnreadableError(f"{file.uri}: not a regular file")
                 return f.read()
         except OSError as e:
-            raise DropUnreadableError(f"{file.uri}: {e.strerror or e}") from e
+            raise DropUnreadableError(f"{file.uri}: {e.strerror or e}", _transient(e)) from e
 
     def quarantine(self, file: DropFile, data: bytes, reason: str) -> str:
         target = Path(self.quarantine_root) / self.dataset / file.partition / file.name

@@ -45,20 +45,21 @@ def plan_redo(
     keys: list[dg.AssetKey],
     days: list[str],
     *,
-    force: bool = False,
+    forced: set[tuple[dg.AssetKey, str]] = frozenset(),
     failed: set[tuple[dg.AssetKey, str]] = frozenset(),
 ) -> list[Redo]:
-    """The runs that bring ``keys`` up to date over ``days`` (all of it with ``force``);
-    none when all of it is. ``failed``: (asset, day) pairs a run just failed; they, and
-    what reads them, are left out (they would fail the same way, or read nothing)."""
+    """The runs that bring ``keys`` up to date over ``days``; none when all of it is.
+    ``forced``: (asset, day) pairs to run whether or not they are up to date (--force).
+    ``failed``: (asset, day) pairs a run just failed; they, and what reads them, are left
+    out (they would fail the same way, or read nothing)."""
     graph = defs.resolve_asset_graph()
     selected = set(keys)
     needs: dict[str, dict[dg.AssetKey, str]] = {day: {} for day in days}
-    if force:
-        for day in days:
-            needs[day] = dict.fromkeys(keys, "--force")
-    else:
+    forced = {(key, day) for key, day in forced if day in needs and key in selected}
+    if len(forced) < len(keys) * len(days):
         _find_needs(instance, defs, graph, keys, days, needs)
+    for key, day in forced:
+        needs[day].setdefault(key, "--force")
     reach = _reach(defs, graph, selected)
     planned_days = set(days)
     # What reads a failed day is blocked whatever lies between (a failed raw day blocks the
@@ -165,6 +166,8 @@ def changed_drops(instance: dg.DagsterInstance, defs: dg.Definitions, days: list
                     metadata[FINGERPRINT].value
                 )
             except DropUnreadableError as e:
+                if e.transient:  # the store failed, not the drop: say so rather than guess
+                    raise
                 changed[day] = f"raw/shipments {day}: the landed drop cannot be read ({e})"
                 continue
             if not same:
@@ -200,7 +203,11 @@ def current_model_run(
     """The run of the week's latest model when training it again would make the same one:
     the same code version, feature partitions with the same content, the same hyperparameters
     (all of them, defaults included); else None."""
-    from ml_platform.provenance.champion import PRICE_MODEL_KEY, latest_model_materialization
+    from ml_platform.provenance.champion import (
+        PRICE_MODEL_KEY,
+        checks_passed,
+        latest_model_materialization,
+    )
 
     record = latest_model_materialization(instance, week)
     if record is None:
@@ -209,4 +216,8 @@ def current_model_run(
     if partition_reasons(instance, graph, PRICE_MODEL_KEY, [week])[week]:
         return None
     recorded = record.asset_materialization.metadata.get("hyperparameters")
-    return record.run_id if recorded is not None and recorded.value == hyperparameters else None
+    if recorded is None or recorded.value != hyperparameters:
+        return None
+    # Its not-worse-than-champion check compares with the model live then, which is not an
+    # input: a model that failed its checks may pass them now, so it is trained again.
+    return record.run_id if checks_passed(instance, record)[0] else None

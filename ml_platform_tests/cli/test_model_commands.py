@@ -38,6 +38,12 @@ def test_train_promote_predict_rollback_from_the_command_line(tmp_path):
     forced = _cli(env, "train", "--week", "2026-02-02", *small, "--force")
     assert forced.returncode == 0 and "succeeded: train_price_model 2026-02-02" in forced.stdout
     assert _cli(env, "promote", "--week", "2026-02-02", "--reason", "first model").returncode == 0
+    # A model that failed its checks is trained again: its not-worse-than-champion check
+    # compares with the model live then, which is no input of the model.
+    strict = [*small, "--param", "champion_tolerance=-1"]
+    for _ in range(2):
+        refused = _cli(env, "train", "--week", "2026-01-26", *strict)
+        assert refused.returncode == 1 and "up to date" not in refused.stdout, refused.stdout
     tolerant = [*small, "--param", "champion_tolerance=10"]
     assert _cli(env, "train", "--week", "2026-01-26", *tolerant).returncode == 0
     assert _cli(env, "promote", "--week", "2026-01-26", "--reason", "older data").returncode == 0

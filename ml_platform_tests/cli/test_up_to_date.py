@@ -179,3 +179,42 @@ def test_a_first_backfill_in_one_run_keeps_the_good_days_of_a_failed_day(tmp_pat
         ("data_pipeline[clean/shipments+clean/shipments_rejected]", "2026-01-04..2026-01-06"),
     ]
     assert "FAILED" not in out.split("FAILED: data_pipeline 2026-01-01..2026-01-06", 1)[1]
+
+
+def test_force_runs_the_other_days_of_a_failed_run_too(tmp_path):
+    home = tmp_path / "home"
+    env = _env(home)
+    landing = home / "landing"
+    generate_drops(landing, START, 3, GeneratorConfig(rows_per_day=300))
+    _cli(env, "backfill", "--from", "2026-01-01", "--to", "2026-01-03", "--select", "raw")
+    # Day 2 now holds a file that does not parse and one that cannot be read at all.
+    (landing / "shipments" / "2026-01-02" / "part-bad.parquet").write_bytes(b"not parquet")
+    os.mkfifo(landing / "shipments" / "2026-01-02" / "part-fifo.csv")
+    forced = _failing_cli(
+        env, "backfill", "--from", "2026-01-01", "--to", "2026-01-03", "--select", "raw", "--force"
+    )
+    assert "FAILED: ingest_shipments 2026-01-01..2026-01-03" in forced.stderr
+    assert "part-bad.parquet" in forced.stderr and "part-fifo.csv" in forced.stderr  # both
+    assert SUCCEEDED.findall(forced.stderr) == [
+        ("ingest_shipments", "2026-01-01"),
+        ("ingest_shipments", "2026-01-03"),
+    ]
+
+
+def test_a_retry_follows_what_it_rebuilds_into_the_later_days(tmp_path):
+    home = tmp_path / "home"
+    env = {**_env(home), "ML_PLATFORM_BACKFILL_ROWS_PER_RUN": "1000000"}  # one chunk
+    landing = home / "landing"
+    generate_drops(landing, START, 30, GeneratorConfig(rows_per_day=40))
+    whole = ["backfill", "--from", "2026-01-01", "--to", "2026-01-30"]
+    _cli(env, *whole)
+    # Day 1 cannot be read any more; day 2 is re-dropped. Day 2's features read day 1's
+    # clean (blocked), but features 2026-01-30, whose window starts on day 2, do not.
+    os.mkfifo(landing / "shipments" / "2026-01-01" / "part-fifo.csv")
+    write_drop(landing, date(2026, 1, 2), GeneratorConfig(rows_per_day=45, seed=11))
+    failed = _failing_cli(env, *whole)
+    assert "FAILED: data_pipeline 2026-01-01..2026-01-02," in failed.stderr
+    assert SUCCEEDED.findall(failed.stderr) == [
+        ("data_pipeline[raw+clean]", "2026-01-02"),
+        ("data_pipeline[features]", "2026-01-30"),
+    ], failed.stderr

@@ -92,5 +92,6 @@ def test_only_server_errors_and_throttling_count_as_passing():
 
     assert _transient(exceptions.ServiceUnavailable("busy"))
     assert _transient(exceptions.TooManyRequests("slow down"))
+    assert _transient(exceptions.from_http_status(408, "request timeout"))
     assert not _transient(exceptions.Forbidden("no access"))
     assert not _transient(exceptions.NotFound("gone"))
