@@ -58,10 +58,13 @@ def _remove_abandoned(root: Path) -> None:
 
 
 def _unlocked(folder: Path) -> bool:
-    """Whether nobody holds the folder's lock; a folder whose lock file cannot be opened
-    (being removed by its owner, or another cleanup) counts as held."""
+    """Whether nobody holds the folder's lock. A folder without its lock file is being, or
+    was being, removed (a removal cut short by a kill leaves one): unlocked, since removing
+    it twice does no harm. A lock file that cannot be opened otherwise counts as held."""
     try:
         fd = os.open(folder / LOCK, os.O_WRONLY)
+    except FileNotFoundError:
+        return True
     except OSError:
         return False
     try:

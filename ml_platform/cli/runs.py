@@ -83,6 +83,7 @@ def execute_needed(
 
     from ml_platform.cli.progress import expected_work
     from ml_platform.definitions import defs
+    from ml_platform.landing.zone import DropUnreadableError
     from ml_platform.provenance.up_to_date import plan_redo
 
     keys = sorted(dg.AssetSelection.from_string(selection).resolve(defs.resolve_asset_graph()))
@@ -117,8 +118,12 @@ def execute_needed(
         retried = True
         rest = [day for step in (redo, *plan) for day in _days(step.first, step.last)]
         again = _every(keys, rest) - _stored_by(outcome.run_id) if force else set()
-        with dg.DagsterInstance.get() as instance:
-            plan = plan_redo(instance, defs, keys, rest, forced=again, failed=failed)
+        try:
+            with dg.DagsterInstance.get() as instance:
+                plan = plan_redo(instance, defs, keys, rest, forced=again, failed=failed)
+        except DropUnreadableError as e:  # a store failing now: keep what is reported so far
+            outcome.lines.append(f"  not retried: {one_line(e)}")
+            break
     return outcomes
 
 

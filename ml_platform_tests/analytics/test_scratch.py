@@ -24,6 +24,8 @@ def test_concurrent_sessions_never_remove_each_others_folders(tmp_path):
     killed = root / "session-killed"  # left by a killed session: its lock is not held
     killed.mkdir(parents=True)
     (killed / ".lock").touch()
+    cut_short = root / "session-cut-short"  # its removal was killed after the lock file
+    (cut_short / "spill").mkdir(parents=True)
     workers = [
         subprocess.Popen(
             [sys.executable, "-c", SESSIONS, str(root)],

@@ -218,3 +218,48 @@ def test_a_retry_follows_what_it_rebuilds_into_the_later_days(tmp_path):
         ("data_pipeline[raw+clean]", "2026-01-02"),
         ("data_pipeline[features]", "2026-01-30"),
     ], failed.stderr
+
+
+# The CLI with the local landing zone failing, as a flaky disk would, on the third listing
+# of 2026-01-03: planning, the run, then the retry's planning.
+FLAKY_ZONE = """
+import sys
+from ml_platform.cli import main
+from ml_platform.landing.zone import DropUnreadableError, LocalLandingZone
+
+listings = {"n": 0}
+list_files = LocalLandingZone.list_files
+
+def flaky(self, partition):
+    if partition == "2026-01-03":
+        listings["n"] += 1
+        if listings["n"] == 3:
+            raise DropUnreadableError(f"{partition}: Input/output error", transient=True)
+    return list_files(self, partition)
+
+LocalLandingZone.list_files = flaky
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_a_store_failing_while_the_retry_is_planned_keeps_the_failed_runs_report(tmp_path):
+    home = tmp_path / "home"
+    env = {**_env(home), "ML_PLATFORM_BACKFILL_ROWS_PER_RUN": "3000"}  # one chunk
+    landing = home / "landing"
+    generate_drops(landing, START, 3, GeneratorConfig(rows_per_day=300))
+    three = ["backfill", "--from", "2026-01-01", "--to", "2026-01-03", "--select", "raw"]
+    _cli(env, *three)
+    for day in (1, 3):
+        write_drop(landing, date(2026, 1, day), GeneratorConfig(rows_per_day=290, seed=day))
+    (landing / "shipments" / "2026-01-02" / "part-bad.parquet").write_bytes(b"not parquet")
+    done = subprocess.run(
+        [sys.executable, "-c", FLAKY_ZONE, *three],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    assert "FAILED: ingest_shipments 2026-01-01..2026-01-03" in done.stderr
+    assert "part-bad.parquet" in done.stderr
+    assert "not retried: 2026-01-03: Input/output error" in done.stderr
