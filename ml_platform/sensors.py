@@ -7,13 +7,13 @@ from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
 
-from ml_platform.assets.raw import RAW_SHIPMENTS
+from ml_platform.assets.raw import DROP_FINGERPRINT_KEY, RAW_SHIPMENTS
 from ml_platform.jobs import ingest_job
 from ml_platform.landing.zone import DropUnreadableError, LandingZone
 from ml_platform.partitions import daily_partitions
 
 FINGERPRINT_TAG = "ml_platform/drop_fingerprint"
-FINGERPRINT_METADATA = "ml_platform/drop_fingerprint"
+FINGERPRINT_METADATA = DROP_FINGERPRINT_KEY
 RUN_KEY_TAG = "dagster/run_key"
 # Bounds one tick's hashing work; the rest of a large first sighting follows next tick.
 MAX_DROPS_PER_TICK = 100

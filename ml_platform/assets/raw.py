@@ -14,10 +14,13 @@ from ml_platform.landing.zone import (
     drop_fingerprint,
 )
 from ml_platform.partitions import daily_backfill_policy, daily_partitions
+from ml_platform.provenance.summary import SOURCE_FILES_KEY
 from ml_platform.storage.frames import content_hash
 from ml_platform.transforms.shipments import raw_from_files
 
 RAW_SHIPMENTS = dg.AssetKey(["raw", "shipments"])
+# The drop's content identity (landing.zone.drop_fingerprint) of each stored day.
+DROP_FINGERPRINT_KEY = "ml_platform/drop_fingerprint"
 
 
 @dg.asset(
@@ -111,8 +114,8 @@ def _drop_metadata(
     files: list[DropFile], shas: dict[str, str], parsed: list, frame: pl.DataFrame
 ) -> dict:
     return {
-        "ml_platform/drop_fingerprint": dg.MetadataValue.text(drop_fingerprint(files, shas)),
-        "ml_platform/source_files": dg.MetadataValue.json(
+        DROP_FINGERPRINT_KEY: dg.MetadataValue.text(drop_fingerprint(files, shas)),
+        SOURCE_FILES_KEY: dg.MetadataValue.json(
             [
                 {
                     "uri": f.uri,

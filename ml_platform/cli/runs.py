@@ -110,20 +110,22 @@ def execute_needed(
         outcomes.append(outcome)
         if outcome.success:
             continue
-        failed = set() if retried else _failed_days(outcome.run_id, redo.first, redo.last)
-        if not failed:
+        if retried:
             break
         # Once, in one pass: the run's other days and the days after it, without the failed
         # days and what reads them. Forced, all of it but what the failed run stored.
         retried = True
         rest = [day for step in (redo, *plan) for day in _days(step.first, step.last)]
-        again = _every(keys, rest) - _stored_by(outcome.run_id) if force else set()
-        try:
-            with dg.DagsterInstance.get() as instance:
+        with dg.DagsterInstance.get() as instance:
+            failed = _failed_days(instance, outcome.run_id, _days(redo.first, redo.last))
+            if not failed:  # it failed for another reason than some of its days
+                break
+            again = _every(keys, rest) - _stored_by(instance, outcome.run_id) if force else set()
+            try:
                 plan = plan_redo(instance, defs, keys, rest, forced=again, failed=failed)
-        except DropUnreadableError as e:  # a store failing now: keep what is reported so far
-            outcome.lines.append(f"  not retried: {one_line(e)}")
-            break
+            except DropUnreadableError as e:  # a store failing now: keep what is reported
+                outcome.lines.append(f"  not retried: {one_line(e)}")
+                break
     return outcomes
 
 
@@ -131,14 +133,13 @@ def _every(keys, days: list[str]) -> set:
     return {(key, day) for key in keys for day in days}
 
 
-def _stored_by(run_id: str) -> set:
+def _stored_by(instance, run_id: str) -> set:
     """(asset, day) pairs a run materialized."""
     import dagster as dg
 
-    with dg.DagsterInstance.get() as instance:
-        records = instance.get_records_for_run(
-            run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION
-        ).records
+    records = instance.get_records_for_run(
+        run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION
+    ).records
     events = (record.event_log_entry.dagster_event for record in records)
     return {(event.asset_key, event.partition) for event in events}
 
@@ -166,16 +167,12 @@ def _scope(first: str, last: str) -> str:
     return f"{first}..{last}" if first != last else first
 
 
-def _failed_days(run_id: str, first: str, last: str) -> set:
+def _failed_days(instance, run_id: str, days: list[str]) -> set:
     """(asset, day) pairs of a failed run that failed themselves: a blocking check, or a step
     failure naming them (none when the run failed for another reason)."""
-    import dagster as dg
-
     from ml_platform.rerun_passed_days import day_failures
 
-    days = _days(first, last)
-    with dg.DagsterInstance.get() as instance:
-        failed, passed = day_failures(instance, run_id, days)
+    failed, passed = day_failures(instance, run_id, days)
     return {(key, day) for key in failed for day in days if day not in passed}
 
 

@@ -111,12 +111,23 @@ class LandingZone(dg.ConfigurableResource):
         """The file's bytes; raises DropUnreadableError naming the file and the problem."""
         raise NotImplementedError
 
-    def fingerprint(self, partition: str) -> str:
-        """Content identity of the drop, reading only files listed without a content id."""
+    def fingerprint(self, partition: str, known: dict[str, dict] | None = None) -> str:
+        """Content identity of the drop, reading only files listed without a content id.
+
+        ``known``: URI -> a file as raw recorded it (``size``, ``generation``, ``sha256``);
+        a file listed with that URI, size and generation is not read again.
+        """
+        known = known or {}
         files = self.list_files(partition)
-        shas = {
-            f.name: hashlib.sha256(self.read(f)).hexdigest() for f in files if f.content_id is None
-        }
+        shas = {}
+        for file in files:
+            if file.content_id is not None:
+                continue
+            seen = known.get(file.uri)
+            if seen and seen["size"] == file.size and str(seen["generation"]) == file.generation:
+                shas[file.name] = seen["sha256"]
+            else:
+                shas[file.name] = hashlib.sha256(self.read(file)).hexdigest()
         return drop_fingerprint(files, shas)
 
     def quarantine(self, file: DropFile, data: bytes, reason: str) -> str:

@@ -16,9 +16,9 @@ from typing import Any
 import dagster as dg
 
 from ml_platform.provenance.reads import INPUTS_METADATA_KEY
+from ml_platform.provenance.summary import SOURCE_FILES_KEY
 from ml_platform.storage.current import records_by_storage_id
 
-SOURCE_FILES_KEY = "ml_platform/source_files"
 DATA_VERSION_TAG = "dagster/data_version"
 CODE_VERSION_TAG = "dagster/code_version"
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, fields
-from pathlib import Path
 from typing import IO, Any
 from urllib.parse import unquote
 
@@ -115,14 +114,6 @@ class ScratchReadThroughStore:
             if data is None:
                 self.missing.append(self.live.uri(key))
         return data
-
-    def copy_to(self, key: str, dest: Path) -> str | None:
-        digest = self.scratch.copy_to(key, dest)
-        if digest is None and self.live is not None:
-            digest = self.live.copy_to(key, dest)
-            if digest is None:
-                self.missing.append(self.live.uri(key))
-        return digest
 
     def uri(self, key: str) -> str:
         return self.scratch.uri(key)

@@ -41,13 +41,16 @@ class StalePartition:
         return asdict(self)
 
 
-def latest_records(instance: dg.DagsterInstance, node) -> dict[str | None, object]:
-    """Partition (None: unpartitioned) -> its latest materialization record."""
+def latest_records(
+    instance: dg.DagsterInstance, node, partitions: set[str] | None = None
+) -> dict[str | None, object]:
+    """Partition (None: unpartitioned) -> its latest materialization record, for
+    ``partitions`` (None: every partition)."""
     key = node.key
     if not node.is_partitioned:
         records = instance.fetch_materializations(key, limit=1).records
         return {None: records[0]} if records else {}
-    ids = latest_storage_ids(instance, key)
+    ids = latest_storage_ids(instance, key, partitions)
     return {r.partition_key: r for r in fetch_by_storage_ids(instance, key, ids.values())}
 
 
@@ -87,29 +90,23 @@ def partition_reasons(
     or None when it has none. Reads only these partitions and the input partitions they read;
     whether those inputs are stale themselves is not followed (``stale_partitions`` does)."""
     node = asset_graph.get(key)
-    ids = latest_storage_ids(instance, key, set(partitions))
-    current = {r.partition_key: r for r in fetch_by_storage_ids(instance, key, ids.values())}
+    current = latest_records(instance, node, set(partitions))
     reads: dict[str, set[str]] = {}
     for record in current.values():
         entry = record.asset_materialization.metadata.get(INPUTS_METADATA_KEY)
         for upstream in entry.value if entry is not None else []:
             wanted = reads.setdefault(upstream["asset"], set())
             wanted.update(read["partition"] for read in upstream["partitions"])
-    latest = {asset: _latest_of(instance, asset, wanted) for asset, wanted in reads.items()}
+    latest = {
+        asset: latest_records(
+            instance, asset_graph.get(dg.AssetKey.from_user_string(asset)), wanted
+        )
+        for asset, wanted in reads.items()
+    }
     return {
         partition: _reasons(current[partition], node, latest, {}) if partition in current else None
         for partition in partitions
     }
-
-
-def _latest_of(instance: dg.DagsterInstance, asset: str, partitions: set) -> dict:
-    """Partition (None: unpartitioned) -> the latest materialization record of ``asset``."""
-    key = dg.AssetKey.from_user_string(asset)
-    if partitions == {None}:
-        records = instance.fetch_materializations(key, limit=1).records
-        return {None: records[0]} if records else {}
-    ids = latest_storage_ids(instance, key, {p for p in partitions if p is not None})
-    return {r.partition_key: r for r in fetch_by_storage_ids(instance, key, ids.values())}
 
 
 def _champion_reasons(instance, asset_graph, record, latest: dict, stale: dict) -> list[dict]:

@@ -12,7 +12,6 @@ Dagster's own backfills from the UI run what they are asked to.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -20,13 +19,11 @@ from functools import cache
 
 import dagster as dg
 
-from ml_platform.assets.raw import RAW_SHIPMENTS
-from ml_platform.landing.zone import DropUnreadableError, drop_fingerprint
+from ml_platform.assets.raw import DROP_FINGERPRINT_KEY, RAW_SHIPMENTS
+from ml_platform.landing.zone import DropUnreadableError
 from ml_platform.provenance.staleness import partition_reasons
+from ml_platform.provenance.summary import SOURCE_FILES_KEY
 from ml_platform.storage.current import latest_storage_ids, records_by_storage_id
-
-FINGERPRINT = "ml_platform/drop_fingerprint"
-SOURCE_FILES = "ml_platform/source_files"
 
 
 @dataclass(frozen=True)
@@ -162,8 +159,10 @@ def changed_drops(instance: dg.DagsterInstance, defs: dg.Definitions, days: list
             try:
                 if not landing.is_complete(day):
                     continue
-                same = FINGERPRINT in metadata and _fingerprint(landing, day, metadata) == (
-                    metadata[FINGERPRINT].value
+                recorded = metadata.get(SOURCE_FILES_KEY)
+                known = {f["uri"]: f for f in (recorded.value if recorded is not None else [])}
+                same = DROP_FINGERPRINT_KEY in metadata and landing.fingerprint(day, known) == (
+                    metadata[DROP_FINGERPRINT_KEY].value
                 )
             except DropUnreadableError as e:
                 if e.transient:  # the store failed, not the drop: say so rather than guess
@@ -173,24 +172,6 @@ def changed_drops(instance: dg.DagsterInstance, defs: dg.Definitions, days: list
             if not same:
                 changed[day] = f"raw/shipments {day}: the landed drop changed since it was ingested"
     return changed
-
-
-def _fingerprint(landing, day: str, metadata) -> str:
-    """The drop's fingerprint, hashing only the files raw did not ingest as they are now
-    (another URI, size or generation); the others' sha256 is the one recorded."""
-    recorded = metadata.get(SOURCE_FILES)
-    known = {f["uri"]: f for f in (recorded.value if recorded is not None else [])}
-    files = landing.list_files(day)
-    shas = {}
-    for file in files:
-        if file.content_id is not None:
-            continue
-        seen = known.get(file.uri)
-        if seen and seen["size"] == file.size and str(seen["generation"]) == file.generation:
-            shas[file.name] = seen["sha256"]
-        else:
-            shas[file.name] = hashlib.sha256(landing.read(file)).hexdigest()
-    return drop_fingerprint(files, shas)
 
 
 def _next_day(day: str) -> str:
