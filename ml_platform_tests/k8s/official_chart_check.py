@@ -215,10 +215,9 @@ def test_our_budgets_and_policies_select_the_rendered_pods(
         if "webserver" in name:
             assert selected(budget["spec"]["selector"]) == {name.replace("ml-platform", RELEASE)}
     policies = by_kind(platform, "NetworkPolicy")
-    assert selected(policies["ml-platform-webservers"]["spec"]["podSelector"]) == {
-        f"{RELEASE}-dagster-webserver",
-        f"{RELEASE}-dagster-webserver-read-only",
-    }
+    for name in ("webserver", "webserver-read-only"):
+        policy = policies[f"ml-platform-{name}"]
+        assert selected(policy["spec"]["podSelector"]) == {f"{RELEASE}-dagster-{name}"}
 
 
 def test_every_rendered_manifest_is_valid_kubernetes(rendered: tuple[str, Manifests]) -> None:

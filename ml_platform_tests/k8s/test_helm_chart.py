@@ -10,6 +10,7 @@ from typing import Any
 import kubernetes_validate
 import pytest
 import yaml
+from dagster_k8s.utils import get_common_labels
 
 from ml_platform_tests.k8s.conftest import HELM_DIR, KUBERNETES_VERSION, VALUES_FILES, load_yaml
 
@@ -61,7 +62,8 @@ def test_prod_renders_policies_and_budgets_for_webservers_and_code_server(helm: 
     kinds = sorted((m["kind"], m["metadata"]["name"]) for m in manifests)
     assert kinds == [
         ("NetworkPolicy", "ml-platform-code-server"),
-        ("NetworkPolicy", "ml-platform-webservers"),
+        ("NetworkPolicy", "ml-platform-webserver"),
+        ("NetworkPolicy", "ml-platform-webserver-read-only"),
         ("PodDisruptionBudget", "ml-platform-code-server"),
         ("PodDisruptionBudget", "ml-platform-dagster-webserver"),
         ("PodDisruptionBudget", "ml-platform-dagster-webserver-read-only"),
@@ -127,3 +129,80 @@ def test_chart_schema_rejects_bad_values(helm: Path) -> None:
     result = run_helm(helm, "template", "ml-platform", str(CHART), *value_args)
     assert result.returncode != 0
     assert "codeServer" in result.stderr
+
+
+# Pods as the official chart and dagster-k8s label them (release `dagster`).
+WEBSERVER = {"app.kubernetes.io/instance": "dagster", "component": "dagster-webserver"}
+READ_ONLY_WEBSERVER = {
+    "app.kubernetes.io/instance": "dagster",
+    "component": "dagster-webserver-read-only",
+}
+CODE_SERVER = {
+    "app.kubernetes.io/instance": "dagster",
+    "component": "user-deployments",
+    "deployment": "ml-platform",
+}
+DAEMON = {"app.kubernetes.io/instance": "dagster", "component": "dagster-daemon"}
+# A run pod: dagster-k8s' common labels plus its component (construct_dagster_k8s_job).
+RUN_POD = {**get_common_labels(), "app.kubernetes.io/component": "run_worker"}
+OPERATOR_TOOL = {"ml-platform/webserver-client": "true"}
+LOAD_BALANCER = "35.191.4.2"
+
+
+def _matches(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    if any(labels.get(k) != v for k, v in selector.get("matchLabels", {}).items()):
+        return False
+    return all(labels.get(e["key"]) in e["values"] for e in selector.get("matchExpressions", []))
+
+
+def _peer_admits(peer: dict[str, Any], source: dict[str, str] | str) -> bool:
+    import ipaddress
+
+    if isinstance(source, str):
+        block = peer.get("ipBlock")
+        return bool(block) and ipaddress.ip_address(source) in ipaddress.ip_network(block["cidr"])
+    # A podSelector without a namespaceSelector means pods of the policy's own namespace.
+    return "podSelector" in peer and _matches(peer["podSelector"], source)
+
+
+def admitted(policies: list[dict[str, Any]], pod: dict[str, str], source: Any) -> bool:
+    """Kubernetes' ingress rule: allowed when no policy selects the pod, or one rule admits."""
+    selecting = [p for p in policies if _matches(p["spec"]["podSelector"], pod)]
+    if not selecting:
+        return True
+    rules = [rule for p in selecting for rule in p["spec"].get("ingress", [])]
+    return any(
+        "from" not in rule or any(_peer_admits(peer, source) for peer in rule["from"])
+        for rule in rules
+    )
+
+
+@pytest.mark.parametrize("env", sorted(ENV_VALUES))
+def test_only_operators_reach_the_full_webserver(helm: Path, env: str) -> None:
+    """Run pods execute user code in this namespace: they may read, but never launch or wipe."""
+    policies = [m for m in render(helm, env) if m["kind"] == "NetworkPolicy"]
+    assert not admitted(policies, WEBSERVER, RUN_POD)
+    assert not admitted(policies, WEBSERVER, LOAD_BALANCER)
+    assert admitted(policies, WEBSERVER, OPERATOR_TOOL)
+    assert admitted(policies, READ_ONLY_WEBSERVER, RUN_POD)
+    assert admitted(policies, READ_ONLY_WEBSERVER, LOAD_BALANCER)
+    assert not admitted(policies, CODE_SERVER, RUN_POD)
+    assert admitted(policies, CODE_SERVER, WEBSERVER)
+    assert admitted(policies, CODE_SERVER, DAEMON)
+
+
+def test_operator_sources_for_the_full_webserver_are_configurable(helm: Path) -> None:
+    cidr = "10.8.0.0/28"
+    policies = [
+        m
+        for m in render(
+            helm,
+            "prod",
+            "--set-json",
+            f'networkPolicy.webserver.ingressFrom=[{{"ipBlock":{{"cidr":"{cidr}"}}}}]',
+        )
+        if m["kind"] == "NetworkPolicy"
+    ]
+    assert admitted(policies, WEBSERVER, "10.8.0.3")
+    assert not admitted(policies, WEBSERVER, LOAD_BALANCER)
+    assert not admitted(policies, READ_ONLY_WEBSERVER, "10.8.0.3")
