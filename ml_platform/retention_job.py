@@ -1,6 +1,5 @@
 """The retention job and its CLI entry point (``ml-platform retention``)."""
 
-import argparse
 import json
 import sys
 
@@ -10,6 +9,7 @@ from ml_platform.storage.retention import (
     DEFAULT_PROTECTED_ASSETS,
     apply_retention,
     parse_age,
+    unknown_assets,
 )
 
 
@@ -49,6 +49,9 @@ def retention_job():
 
 
 def run_retention(instance: dg.DagsterInstance, io_manager, config: RetentionConfig):
+    unknown = unknown_assets(instance, config.protected_assets)
+    if unknown:
+        raise dg.Failure(f"protected_assets: {unknown_message(instance, unknown)}")
     return apply_retention(
         io_manager.store(),
         instance,
@@ -58,46 +61,82 @@ def run_retention(instance: dg.DagsterInstance, io_manager, config: RetentionCon
     )
 
 
+def unknown_message(instance: dg.DagsterInstance, unknown: list[str]) -> str:
+    import difflib
+
+    known = sorted(key.to_user_string() for key in instance.get_asset_keys())
+    parts = []
+    for name in unknown:
+        close = difflib.get_close_matches(name, known, n=1)
+        parts.append(f"{name}" + (f" (did you mean {close[0]}?)" if close else ""))
+    return f"no asset {', '.join(parts)} on this instance; nothing was removed"
+
+
 def retention_main(argv: list[str] | None = None) -> int:
     """``ml-platform retention --older-than 30d [--dry-run] [--protect ASSET ...]``."""
-    parser = argparse.ArgumentParser(prog="ml-platform retention", description=__doc__)
+    from ml_platform.cli.errors import OneLineParser
+
+    parser = OneLineParser(prog="ml-platform retention", description=__doc__)
     parser.add_argument("--older-than", default="30d", help="age, e.g. 30d, 12h (default 30d)")
     parser.add_argument("--dry-run", action="store_true", help="report, delete nothing")
     parser.add_argument(
         "--protect",
         action="append",
+        default=[],
         metavar="ASSET",
-        help="asset key whose current provenance is kept (repeatable; default: "
-        + ", ".join(DEFAULT_PROTECTED_ASSETS)
-        + ")",
+        help="an asset whose current versions' provenance is also kept (repeatable; always "
+        "kept: " + ", ".join(DEFAULT_PROTECTED_ASSETS) + ")",
+    )
+    parser.add_argument(
+        "--format", choices=["text", "json"], default="text", help="json: the whole report"
     )
     args = parser.parse_args(argv)
     try:
         parse_age(args.older_than)
     except ValueError as e:
-        parser.error(str(e))
+        parser.error(f"--older-than: {e}")
+    from ml_platform.cli.progress import QUIET_LOGGERS
     from ml_platform.definitions import build_definitions
 
+    protected = list(dict.fromkeys([*DEFAULT_PROTECTED_ASSETS, *args.protect]))
     config = RetentionConfig(
-        older_than=args.older_than,
-        dry_run=args.dry_run,
-        protected_assets=args.protect or list(DEFAULT_PROTECTED_ASSETS),
+        older_than=args.older_than, dry_run=args.dry_run, protected_assets=protected
     )
     job = build_definitions().resolve_job_def("retention_job")
     # A recorded run in the instance (DAGSTER_HOME), like one launched from the UI.
     with dg.DagsterInstance.get() as instance:
+        unknown = unknown_assets(instance, protected)
+        if unknown:
+            parser.error(f"--protect: {unknown_message(instance, unknown)}")
         result = job.execute_in_process(
             instance=instance,
-            run_config=dg.RunConfig(ops={"remove_old_versions": config}),
+            run_config={
+                "ops": {"remove_old_versions": {"config": config.model_dump()}},
+                "loggers": QUIET_LOGGERS,
+            },
             raise_on_error=False,
         )
     if not result.success:
-        print(f"retention run {result.run_id} failed; see its logs", file=sys.stderr)
+        print(
+            f"ml-platform retention: run {result.run_id} failed; nothing more was removed "
+            "(see the run in the UI)",
+            file=sys.stderr,
+        )
         return 1
     meta = next(
         e.event_specific_data.metadata
         for e in result.all_events
         if e.is_successful_output and e.step_key == "remove_old_versions"
     )
-    print(json.dumps(meta["report"].value, indent=2))
+    report = meta["report"].value
+    if args.format == "json":
+        print(json.dumps(report, indent=2))
+        return 0
+    verb = "would remove" if report["dry_run"] else "removed"
+    print(
+        f"retention {result.run_id}: {verb} {len(report['removed'])} object(s), "
+        f"{report['removed_bytes']:,} bytes, older than {report['cutoff']}; kept "
+        f"{len(report['kept'])} old object(s) still needed, {report['younger_than_cutoff']} "
+        f"younger{' (dry run: nothing deleted)' if report['dry_run'] else ''}"
+    )
     return 0

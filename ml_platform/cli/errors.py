@@ -56,6 +56,20 @@ def monday(text: str) -> date:
     return day
 
 
+def storage_id(text: str) -> int:
+    """A materialization's storage id: a positive whole number."""
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a storage id (a positive whole number)")
+    return int(text)
+
+
+def reason_text(text: str) -> str:
+    """Why a model goes live or is rolled back: recorded with the promotion, so not empty."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("say why: the reason is recorded with the promotion")
+    return text.strip()
+
+
 def hyperparameter(text: str) -> tuple[str, float | int]:
     """NAME=NUMBER, e.g. learning_rate=0.05 or max_iter=200."""
     name, sep, value = text.partition("=")

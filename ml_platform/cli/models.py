@@ -7,7 +7,14 @@ import os
 import sys
 
 from ml_platform.cli.backfill_chunks import run_chunked_backfill
-from ml_platform.cli.errors import UsageError, hyperparameter, iso_date, monday
+from ml_platform.cli.errors import (
+    UsageError,
+    hyperparameter,
+    iso_date,
+    monday,
+    reason_text,
+    storage_id,
+)
 from ml_platform.cli.runs import op_config, run_job, verbose_option
 
 
@@ -31,13 +38,23 @@ def add_parsers(commands) -> None:
     )
     train.set_defaults(handler=run_train)
 
-    promote = commands.add_parser("promote", help="make a trained model week live")
-    promote.add_argument("--week", required=True)
-    promote.add_argument("--reason", required=True)
-    promote.set_defaults(handler=lambda args: promote_week(args.week, args.reason))
+    promote = commands.add_parser("promote", help="make a trained model live")
+    which = promote.add_mutually_exclusive_group(required=True)
+    which.add_argument(
+        "--week", type=monday, help="the week's latest model (its Monday, YYYY-MM-DD)"
+    )
+    which.add_argument(
+        "--model",
+        type=storage_id,
+        metavar="STORAGE_ID",
+        help="one exact model version: its price_model materialization's storage id "
+        "(`ml-platform explain` and `last-training` name it)",
+    )
+    promote.add_argument("--reason", type=reason_text, required=True)
+    promote.set_defaults(handler=run_promote)
 
     rollback = commands.add_parser("rollback", help="make the previous champion live again")
-    rollback.add_argument("--reason", required=True)
+    rollback.add_argument("--reason", type=reason_text, required=True)
     rollback.set_defaults(handler=lambda args: run_rollback(args.reason))
 
     predict = commands.add_parser(
@@ -103,6 +120,12 @@ def run_predict(args: argparse.Namespace) -> int:
     # In chunks of the backfill policy's size, as `ml-platform backfill --select predict`:
     # a year of quotes holds one chunk's features in memory at a time, not the year's.
     return run_chunked_backfill(args.date, last, "predict", None, force=args.force)
+
+
+def run_promote(args: argparse.Namespace) -> int:
+    if args.model is not None:
+        return _promote({"model_storage_id": args.model, "reason": args.reason})
+    return promote_week(args.week.isoformat(), args.reason)
 
 
 def promote_week(week: str, reason: str) -> int:

@@ -233,11 +233,15 @@ def explain(instance, day: str, verifier=None) -> dict:
             "runs": sorted({n.run_id for n in nodes}),
         }
 
-    rerun = [f"ml-platform predict --date {day}"]
-    if live and live["model_sha256"] != promotion["model_sha256"]:
+    still_live = bool(live and live["model_sha256"] == promotion["model_sha256"])
+    # Quoting again with the same model: that exact version live (by storage id: the week may
+    # have been retrained since), then the day forced (its quotes are otherwise up to date).
+    rerun = [f"ml-platform predict --date {day} --force"]
+    if not still_live:
         rerun.insert(
             0,
-            f"ml-platform promote --week {promotion['model_week']} --reason 'reproduce {day}'",
+            f"ml-platform promote --model {promotion['model_storage_id']} "
+            f"--reason 'reproduce {day}'",
         )
     return {
         "predictions": {
@@ -258,7 +262,7 @@ def explain(instance, day: str, verifier=None) -> dict:
             "run_id": champion.run_id,
             "promoted_at": promotion.get("promoted_at"),
         },
-        "still_live": bool(live and live["model_sha256"] == promotion["model_sha256"]),
+        "still_live": still_live,
         "inputs": {a: versions(a) for a in (FEATURES, "clean/shipments", "raw/shipments")},
         "raw_files": sorted(
             {f["uri"] for n in lineage.by_asset("raw/shipments") for f in n.source_files}
@@ -267,6 +271,9 @@ def explain(instance, day: str, verifier=None) -> dict:
             n.ref for n in lineage.nodes.values() if n.status not in ("verified", "unverified")
         ),
         "rerun": rerun,
+        # The same run pinned to the recorded model and features, in scratch: nothing live
+        # changes, and the result is compared with the stored quotes.
+        "reproduce": f"ml-platform reproduce {PREDICTIONS_KEY.to_user_string()} --partition {day}",
     }
 
 

@@ -46,16 +46,30 @@ class RetentionReport:
         return {**asdict(self), "removed_bytes": self.removed_bytes}
 
 
+# An age beyond this keeps everything anyway; larger ones put the cutoff before year 1.
+MAX_AGE = timedelta(days=100 * 366)
+
+
 def parse_age(text: str) -> timedelta:
-    """'30d', '12h', '90m' or a plain number of days."""
+    """'30d', '12h', '90m' or a plain number of days, from 0 to 100 years."""
     units = {"d": "days", "h": "hours", "m": "minutes"}
     text = text.strip().lower()
+    unit = units[text[-1]] if text[-1:] in units else "days"
+    number = text[:-1] if text[-1:] in units else text
     try:
-        if text[-1:] in units:
-            return timedelta(**{units[text[-1]]: float(text[:-1])})
-        return timedelta(days=float(text))
+        amount = float(number)
     except ValueError:
         raise ValueError(f"cannot read age {text!r}: use e.g. 30d, 12h or 90m") from None
+    if not 0 <= amount <= MAX_AGE / timedelta(**{unit: 1}):
+        raise ValueError(f"age {text!r}: must be from 0 to {MAX_AGE.days} days")
+    return timedelta(**{unit: amount})
+
+
+def unknown_assets(instance: dg.DagsterInstance, assets: list[str]) -> list[str]:
+    """Protected assets, other than the defaults, that the instance has never materialized:
+    a misspelled name would protect nothing, and retention would remove what it meant."""
+    known = {key.to_user_string() for key in instance.get_asset_keys()}
+    return [a for a in assets if a not in known and a not in DEFAULT_PROTECTED_ASSETS]
 
 
 def referenced_uris(instance: dg.DagsterInstance, protected: list[dg.AssetKey]) -> dict[str, str]:

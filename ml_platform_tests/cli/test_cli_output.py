@@ -57,6 +57,11 @@ def env(tmp_path_factory):
         (["backfill", "--from", "2026-01-05", "--to", "2026-01-02"], "is before --from"),
         (["predict", "--date", "2026-02-05", "--to", "2026-02-01"], "is before --date"),
         (["demo", "--rows-per-day", "0"], "--rows-per-day: must be at least 1"),
+        (["promote", "--week", "2026-02-03", "--reason", "x"], "is a Tuesday"),
+        (["promote", "--week", "2026-02-30", "--reason", "x"], "day is out of range"),
+        (["promote", "--model", "12a", "--reason", "x"], "'12a' is not a storage id"),
+        (["promote", "--week", "2026-02-02", "--reason", " "], "say why"),
+        (["promote", "--reason", "x"], "one of the arguments --week --model is required"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_code_2(env, args, expected):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -76,6 +78,25 @@ def test_train_promote_predict_rollback_from_the_command_line(tmp_path):
     assert missing.returncode == 1
     assert "week 2026-01-12 has no materialized price_model" in missing.stderr
 
+    # The demo quoted 2026-02-11 with its own model of week 2026-02-02, trained over since:
+    # explain's commands re-quote the day with that exact version, not the week's latest.
+    explained = json.loads(_cli(env, "explain", "--date", "2026-02-11", "--format", "json").stdout)
+    made_by = explained["model"]["storage_id"]
+    assert not explained["still_live"]
+    assert explained["rerun"] == [
+        f"ml-platform promote --model {made_by} --reason 'reproduce 2026-02-11'",
+        "ml-platform predict --date 2026-02-11 --force",
+    ]
+    for command in explained["rerun"]:
+        result = _cli(env, *shlex.split(command)[1:])
+        assert result.returncode == 0, result.stderr
+    requoted = json.loads(_cli(env, "explain", "--date", "2026-02-11", "--format", "json").stdout)
+    assert requoted["model"]["storage_id"] == made_by and requoted["still_live"]
+    assert requoted["predictions"]["run_id"] != explained["predictions"]["run_id"]
+    unknown = _cli(env, "promote", "--model", "999999", "--reason", "typo")
+    assert unknown.returncode == 1
+    assert "no price_model materialization has storage id 999999" in unknown.stderr
+
     os.environ["DAGSTER_HOME"] = str(home / "dagster")
     try:
         with dg.DagsterInstance.get() as instance:
@@ -87,6 +108,7 @@ def test_train_promote_predict_rollback_from_the_command_line(tmp_path):
         ("2026-02-02", "first model"),
         ("2026-01-26", "older data"),
         ("2026-02-02", "rollback: older data was worse"),
+        ("2026-02-02", "reproduce 2026-02-11"),
     ]
     assert history[0]["promoted_by"] == "automation"
     assert all(h["promoted_by"].startswith("manual") for h in history[1:])

@@ -85,8 +85,11 @@ def test_provenance_commands(tmp_path):
     explained = _json(env, "explain", "--date", "2026-02-09")
     assert explained["model"]["week"] == "2026-02-02"
     assert explained["still_live"] and explained["rerun"] == [
-        "ml-platform predict --date 2026-02-09"
+        "ml-platform predict --date 2026-02-09 --force"
     ]
+    assert explained["reproduce"] == (
+        "ml-platform reproduce predictions/price_quotes --partition 2026-02-09"
+    )
     assert _json(env, "champion")["model_week"] == "2026-02-02"
     assert _json(env, "last-training")["week"] == "2026-02-02"
     assert _json(env, "stale") == []

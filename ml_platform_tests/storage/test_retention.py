@@ -81,11 +81,48 @@ def test_cli_dry_run_on_the_local_deployment(instance, platform_home, monkeypatc
     monkeypatch.setenv("DAGSTER_HOME", str(instance.root_directory))
     io_manager = LocalParquetIOManager(root=str(platform_home.storage))
     _history(instance, io_manager)
-    assert retention_main(["--older-than", "0m", "--dry-run", "--protect", "window_summary"]) == 0
+    args = ["--older-than", "0m", "--dry-run", "--protect", "window_summary"]
+    assert retention_main([*args, "--format", "json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["dry_run"] is True
     assert len(report["removed"]) == 1
     assert all(pl.read_parquet(p).height for p in platform_home.storage.rglob("*.parquet"))
+    capsys.readouterr()
+    assert retention_main(args) == 0
+    out = capsys.readouterr()
+    assert out.err == "" and len(out.out.splitlines()) == 1, out
+    assert "would remove 1 object(s)" in out.out and "(dry run: nothing deleted)" in out.out
+
+
+def test_a_misspelled_protected_asset_removes_nothing(instance, platform_home, monkeypatch, capsys):
+    """A typo protected nothing: the versions it meant to keep were removed (exit 0)."""
+    monkeypatch.setenv("DAGSTER_HOME", str(instance.root_directory))
+    io_manager = LocalParquetIOManager(root=str(platform_home.storage))
+    _history(instance, io_manager)
+    before = sorted(platform_home.storage.rglob("*.parquet"))
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exited:
+        retention_main(["--older-than", "0m", "--protect", "window_sumary"])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1
+    assert "--protect: no asset window_sumary (did you mean window_summary?)" in err
+    assert sorted(platform_home.storage.rglob("*.parquet")) == before
+    # The job refuses it too (launchpad config), before removing anything.
+    result = retention_job.execute_in_process(
+        instance=instance,
+        resources={"lake_io_manager": io_manager},
+        run_config={
+            "ops": {
+                "remove_old_versions": {
+                    "config": {"older_than": "0m", "protected_assets": ["window_sumary"]}
+                }
+            }
+        },
+        raise_on_error=False,
+    )
+    assert not result.success
+    assert sorted(platform_home.storage.rglob("*.parquet")) == before
 
 
 def test_ages_are_read_or_refused_clearly():
@@ -93,3 +130,7 @@ def test_ages_are_read_or_refused_clearly():
     assert parse_age("12h") == timedelta(hours=12)
     with pytest.raises(ValueError, match="use e.g. 30d"):
         parse_age("thirty days")
+    for unusable in ("-5d", "99999999d", "inf", "nan"):
+        with pytest.raises(ValueError, match="must be from 0 to 36600 days"):
+            parse_age(unusable)
+    assert parse_age("36600d") == timedelta(days=36600)
