@@ -12,6 +12,7 @@ from ml_platform.cli.errors import UsageError, iso_date
 from ml_platform.cli.models import train_week
 from ml_platform.cli.runs import (
     SELECTIONS,
+    check_calendar,
     run_job,
     submit_backfill,
     verbose_option,
@@ -199,6 +200,7 @@ def run_backfill(args: argparse.Namespace) -> int:
     start, end = args.start, args.end
     if end < start:
         raise UsageError(f"--to {end} is before --from {start}")
+    check_calendar(start, end, ("--from", "--to"))
     if args.submit:
         return submit_backfill(start, end, SELECTIONS[args.select])
     # Chunks of the backfill policy's size, the run queue's limit of them at a time.

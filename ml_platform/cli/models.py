@@ -15,7 +15,7 @@ from ml_platform.cli.errors import (
     reason_text,
     storage_id,
 )
-from ml_platform.cli.runs import op_config, run_job, verbose_option
+from ml_platform.cli.runs import check_calendar, op_config, run_job, verbose_option
 
 
 def add_parsers(commands) -> None:
@@ -117,6 +117,7 @@ def run_predict(args: argparse.Namespace) -> int:
     last = args.to or args.date
     if last < args.date:
         raise UsageError(f"--to {last} is before --date {args.date}")
+    check_calendar(args.date, last, ("--date", "--to"))
     # In chunks of the backfill policy's size, as `ml-platform backfill --select predict`:
     # a year of quotes holds one chunk's features in memory at a time, not the year's.
     return run_chunked_backfill(args.date, last, "predict", None, force=args.force)

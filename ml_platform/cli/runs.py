@@ -9,7 +9,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import date
 
-from ml_platform.cli.errors import CliError, one_line
+from ml_platform.cli.errors import CliError, UsageError, one_line
 
 SELECTIONS = {
     "data": "group:raw or group:clean or group:features",
@@ -55,6 +55,21 @@ def run_range(start: date, end: date, selection: str, force: bool = False) -> in
     lines = [line for o in outcomes for line in o.lines]
     print("\n".join(lines), file=sys.stdout if success else sys.stderr, flush=True)
     return 0 if success else 1
+
+
+def check_calendar(first: date, last: date, flags: tuple[str, str]) -> None:
+    """A range reaching outside the daily partitions is a usage error, before any run: each
+    chunk would otherwise fail alone, and name retries that can never succeed."""
+    from ml_platform.partitions import daily_partitions
+
+    begins = date.fromisoformat(daily_partitions.get_first_partition_key())
+    ends = date.fromisoformat(daily_partitions.get_last_partition_key())
+    for flag, day in zip(flags, (first, last), strict=True):
+        if not begins <= day <= ends:
+            raise UsageError(
+                f"{flag} {day} is outside the daily partitions, {begins}..{ends} "
+                "(a day's partition exists from that day on)"
+            )
 
 
 def execute_needed(

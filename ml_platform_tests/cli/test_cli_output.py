@@ -10,6 +10,7 @@ import os
 import re
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import dagster as dg
@@ -174,14 +175,29 @@ def test_a_failed_check_fails_the_run_with_a_short_summary(env):
 
 
 @pytest.mark.slow
-def test_a_partition_outside_the_calendar_is_one_line(env):
-    result = _cli(env, "predict", "--date", "2019-01-01")
-    assert result.returncode == 1
-    assert "Traceback" not in result.stderr
-    assert len(result.stderr.splitlines()) == 1, result.stderr
-    assert result.stderr.startswith(
-        "ml-platform predict: predict_prices 2019-01-01: no such partition"
-    )
+def test_a_range_outside_the_calendar_is_one_line_and_runs_nothing(env):
+    """A range running past today failed chunk by chunk, naming retries that could never
+    succeed, and left the valid days undone; now nothing runs and one line says why."""
+    today = datetime.now(UTC).date()
+    later = today + timedelta(days=6)
+    for args, flag in [
+        (["predict", "--date", "2019-01-01"], "--date 2019-01-01"),
+        (
+            ["backfill", "--from", str(today - timedelta(days=2)), "--to", str(later)],
+            f"--to {later}",
+        ),
+        (
+            ["backfill", "--from", "2099-01-01", "--to", "2099-01-02", "--submit"],
+            "--from 2099-01-01",
+        ),
+    ]:
+        result = _cli(env, *args)
+        assert result.returncode == 2, result
+        assert result.stdout == "" and len(result.stderr.splitlines()) == 1, result.stderr
+        assert result.stderr.startswith(
+            f"ml-platform {args[0]}: {flag} is outside the daily partitions, "
+        ), result.stderr
+        assert f"..{today} (a day's partition exists from that day on)" in result.stderr
 
 
 @pytest.mark.slow
