@@ -206,11 +206,10 @@ class Session:
         Written to a temporary file beside it and renamed, so an interrupted export never
         leaves a half-written database under the name. Returns the tables written.
         """
+        path = export_target(path)
         self.load()
         if self.locked:
             raise RuntimeError("export before the session is locked")
-        path = Path(path).absolute()
-        path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
         tables = [f"{CATALOG_SCHEMA}.{VERSIONS_TABLE}", *sorted(self.loaded)]
         self.con.execute(f"ATTACH {_literal(str(tmp))} AS ml_platform_export")
@@ -231,6 +230,28 @@ class Session:
             tmp.unlink(missing_ok=True)
             Path(f"{tmp}.wal").unlink(missing_ok=True)
         return tables
+
+
+# Every DuckDB database file has these bytes at offset 8 (after its header's checksum).
+DUCKDB_MAGIC = b"DUCK"
+
+
+def export_target(path: Path) -> Path:
+    """Where an export may go: a new file in an existing folder, or a DuckDB database it
+    replaces (exporting again refreshes it); anything else is refused before it is touched."""
+    path = Path(path).absolute()
+    if not path.parent.is_dir():
+        raise ValueError(f"--export {path}: there is no folder {path.parent}")
+    if path.exists():
+        is_duckdb = False
+        if path.is_file():
+            with open(path, "rb") as f:
+                is_duckdb = f.read(12)[8:] == DUCKDB_MAGIC
+        if not is_duckdb:
+            raise ValueError(
+                f"--export {path}: exists and is not a DuckDB database; nothing was written"
+            )
+    return path
 
 
 def _literal(text: str) -> str:

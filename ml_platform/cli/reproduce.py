@@ -34,6 +34,11 @@ def run_reproduce(args: argparse.Namespace) -> int:
     if args.partition is None and args.storage_id is None:
         print("reproduce: give --partition D (latest) or --storage-id N", file=sys.stderr)
         return 2
+    from ml_platform.provenance.reproduce import unusable_folder
+
+    if args.scratch is not None and (problem := unusable_folder(args.scratch)):
+        print(f"reproduce: --scratch {args.scratch} {problem}", file=sys.stderr)
+        return 2
     with dg.DagsterInstance.get() as instance:
         result = reproduce(
             defs,

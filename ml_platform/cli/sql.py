@@ -79,6 +79,7 @@ def execute(
     from ml_platform.analytics.sql import (
         QueryRefusedError,
         Session,
+        export_target,
         one_line,
         refuse_unless_select,
         write_result,
@@ -87,7 +88,9 @@ def execute(
 
     stdout, stderr = stdout or sys.stdout, stderr or sys.stderr
     try:
-        if args.query:  # refused before anything is read
+        if args.export:  # refused before anything is read
+            export_target(args.export)
+        if args.query:
             with duckdb.connect(":memory:") as scratch:
                 refuse_unless_select(scratch, args.query)
         with v.storage_managers(defs) as managers:

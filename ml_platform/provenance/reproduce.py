@@ -19,9 +19,11 @@ pinned training window are compared bit for bit instead.
 
 from __future__ import annotations
 
+import os
 import tempfile
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import dagster as dg
 import polars as pl
@@ -119,6 +121,9 @@ def reproduce(
     assets_def = graph.assets_def_for_key(asset_key)
     current_code = assets_def.code_versions_by_key.get(asset_key)
     out.code_version = {"recorded": root.code_version, "current": current_code}
+    if scratch_dir is not None and (problem := unusable_folder(scratch_dir)):
+        out.reason = f"the scratch folder {scratch_dir} {problem}"
+        return out
     with ExitStack() as stack:
         live = stack.enter_context(live_resources(defs))
         scratch = scratch_dir or stack.enter_context(
@@ -140,6 +145,21 @@ def reproduce(
         except (PinError, ArtifactError, OSError, LookupError) as e:
             out.status, out.reason = IMPOSSIBLE, f"cannot compare: {e}"
     return out
+
+
+def unusable_folder(path: str) -> str | None:
+    """Why ``path`` cannot hold the re-run's output (created if missing), else None: a
+    re-run failing to write there would otherwise be judged a different result."""
+    folder = Path(path)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        return "exists and is not a folder"
+    except OSError as e:
+        return f"cannot be created: {e.strerror}"
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return "is not writable"
+    return None
 
 
 # -- the verdict -----------------------------------------------------------------------------

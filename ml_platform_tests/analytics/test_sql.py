@@ -292,6 +292,23 @@ def test_formats_and_export(lake, tmp_path):
             ).fetchall()
         }
     assert {"ml_platform.versions", "raw.shipments", "clean.shipments", "models.champion"} <= tables
+    # Exporting again refreshes the database; a file that is not one is never overwritten.
+    code, _, err = sql(lake, export=exported)
+    assert code == 0, err
+    notes = tmp_path / "notes.txt"
+    notes.write_text("mine\n")
+    code, _, err = sql(lake, export=notes)
+    assert code == 1 and notes.read_text() == "mine\n"
+    assert (
+        err.strip()
+        == f"sql: --export {notes}: exists and is not a DuckDB database; nothing was written"
+    )
+    code, _, err = sql(lake, export=tmp_path / "no" / "such" / "x.duckdb")
+    assert code == 1 and not (tmp_path / "no").exists()
+    assert (
+        err.strip()
+        == f"sql: --export {tmp_path / 'no' / 'such' / 'x.duckdb'}: there is no folder {tmp_path / 'no' / 'such'}"
+    )
 
 
 def test_interactive_session_reports_errors_and_goes_on(lake):

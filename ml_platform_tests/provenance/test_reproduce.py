@@ -249,6 +249,26 @@ def test_cli(history):
     assert "Traceback" not in gone.stderr
     (line,) = gone.stderr.strip().splitlines()[-1:]
     assert line.startswith("reproduce: impossible:")
+    # A scratch path that is a file is the user's mistake, not a different result of the code.
+    a_file = Path(history["home"]) / "not-a-folder"
+    a_file.write_text("x")
+    wrong = subprocess.run(
+        [cli, "reproduce", "features/shipment_features", "--partition", FEATURE_DAY,
+         "--scratch", str(a_file)],
+        env=env, capture_output=True, text=True, timeout=240,
+    )  # fmt: skip
+    assert wrong.returncode == 2 and wrong.stdout == ""
+    assert wrong.stderr == f"reproduce: --scratch {a_file} exists and is not a folder\n"
+
+
+def test_an_unusable_scratch_folder_is_impossible_not_different(history, tmp_path):
+    a_file = tmp_path / "not-a-folder"
+    a_file.write_text("x")
+    result = reproduce(
+        history["defs"], history["instance"], FEATURES, FEATURE_DAY, scratch_dir=str(a_file)
+    )
+    assert result.status == "impossible" and result.likely_causes == []
+    assert result.reason == f"the scratch folder {a_file} exists and is not a folder"
 
 
 @pytest.mark.timeout(300)
