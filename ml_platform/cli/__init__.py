@@ -61,8 +61,9 @@ def main(argv: list[str] | None = None) -> int:
         runs.VERBOSE = args.verbose
         use_platform_dagster_home()
         return args.handler(args)
-    except KeyboardInterrupt:
-        print(f"ml-platform {args.command}: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as interrupt:
+        stopped = f"{interrupt}\n" if str(interrupt) else ""  # runs.RunInterrupted names its run
+        print(f"{stopped}ml-platform {args.command}: interrupted", file=sys.stderr)
         return 130
     except Exception as error:  # one line, never a traceback (ML_PLATFORM_TRACEBACK=1 for it)
         return report(args.command, error, CONTEXT.get(args.command))

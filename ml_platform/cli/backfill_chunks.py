@@ -119,7 +119,6 @@ def run_chunked_backfill(
     chunk's stage runs only what is not up to date (``ml_platform.provenance.up_to_date``),
     all of it with ``force``.
     """
-    from multiprocessing.connection import wait
 
     days = days_per_run or load_settings().backfill_days_per_run
     total_days = (end - start).days + 1
@@ -146,6 +145,20 @@ def run_chunked_backfill(
     pending = list(runs)
     running: dict = {}  # connection -> (process, run)
     exiting: list = []  # workers that sent their outcome and are ending
+    try:
+        _run_all(ctx, selection, pending, running, exiting, by_index, tag, workers, force)
+    except KeyboardInterrupt:
+        _stop_workers(running)
+        return _interrupted_summary(start, end, selection, runs, time.perf_counter() - t0)
+    for process in exiting:
+        process.join()
+    return _backfill_summary(start, end, selection, runs, by_index, time.perf_counter() - t0)
+
+
+def _run_all(ctx, selection, pending, running, exiting, by_index, tag, workers, force) -> None:
+    """Starts runs as workers free up, in order, until every run has an outcome."""
+    from multiprocessing.connection import wait
+
     while pending or running:
         while len(running) < workers and (run := next_runnable(pending, by_index)):
             receive, send = ctx.Pipe(duplex=False)
@@ -180,10 +193,54 @@ def run_chunked_backfill(
             exiting.append(process)
             ready.close()
             _report_run(run)
-        exiting = [p for p in exiting if p.is_alive()]
-    for process in exiting:
-        process.join()
-    return _backfill_summary(start, end, selection, runs, by_index, time.perf_counter() - t0)
+        exiting[:] = [p for p in exiting if p.is_alive()]
+
+
+# How long an interrupted backfill waits for its workers to record their runs as failed.
+STOP_SECONDS = 60
+
+
+def _stop_workers(running: dict) -> None:
+    """Interrupts the running workers and waits until each has recorded its run as failed.
+
+    Workers have their own process group (see _chunk_worker), so a Ctrl-C in the terminal
+    reaches only this process; the SIGINT sent here reaches the worker alone, not the helper
+    processes Dagster starts in it. A second Ctrl-C stops waiting.
+    """
+    import signal
+    from multiprocessing.connection import wait
+
+    for process, _ in running.values():
+        if process.is_alive():
+            os.kill(process.pid, signal.SIGINT)
+    deadline = time.monotonic() + STOP_SECONDS
+    try:
+        while running and (left := deadline - time.monotonic()) > 0:
+            for ready in wait(list(running), timeout=left):
+                process, run = running.pop(ready)
+                try:
+                    run.outcome = ready.recv()
+                except EOFError:
+                    run.outcome = {"success": False, "interrupted": True, "lines": []}
+                process.join(timeout=max(0.0, deadline - time.monotonic()))
+    except KeyboardInterrupt:
+        pass
+
+
+def _interrupted_summary(start, end, selection, runs, seconds: float) -> int:
+    """What landed before the Ctrl-C, the runs it stopped, and the command that finishes."""
+    done = [r for r in runs if r.outcome and r.outcome["success"]]
+    stopped = [r for r in runs if r.outcome and r.outcome.get("interrupted")]
+    lines = [line for r in stopped for line in r.outcome["lines"]]
+    which = "" if selection == "data" else f" --select {selection}"
+    lines.append(
+        f"backfill interrupted: {selection} {start}..{end}, {len(done)}/{len(runs)} chunk "
+        f"stages done in {seconds:.1f}s; {len(stopped)} run(s) stopped. "
+        f"`ml-platform backfill --from {start} --to {end}{which}` runs what is left "
+        "(done days are not run again)"
+    )
+    print("\n".join(lines), file=sys.stderr, flush=True)
+    return 130
 
 
 def next_runnable(pending: list[ChunkRun], by_index: dict[int, ChunkRun]) -> ChunkRun | None:
@@ -227,6 +284,10 @@ def _chunk_worker(
     with ``force``) and send back the outcome."""
     import resource
 
+    # Its own process group: a Ctrl-C in the terminal reaches the backfill's process, which
+    # interrupts this worker alone (see _stop_workers). Dagster's helper processes here (the
+    # compute-log tails and their watchers) are then not signalled, and print no traceback.
+    os.setpgid(0, 0)
     single_runs.VERBOSE = verbose
     try:
         outcomes = single_runs.execute_needed(
@@ -243,10 +304,21 @@ def _chunk_worker(
                 "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             }
         )
+    except KeyboardInterrupt as interrupt:  # runs.RunInterrupted names the run it stopped
+        lines = [str(interrupt)] if str(interrupt) else []
+        _send(conn, {"success": False, "interrupted": True, "lines": lines})
     except Exception as e:  # noqa: BLE001 - reported as this run's failure
-        conn.send({"success": False, "lines": [f"run FAILED: {first}..{last}: {one_line(e)}"]})
+        _send(conn, {"success": False, "lines": [f"run FAILED: {first}..{last}: {one_line(e)}"]})
     finally:
         conn.close()
+
+
+def _send(conn, outcome: dict) -> None:
+    """Sends a worker's outcome; the backfill's process may have stopped listening."""
+    try:
+        conn.send(outcome)
+    except OSError:  # BrokenPipeError: it was interrupted and is gone
+        pass
 
 
 def _report_run(run: ChunkRun) -> None:

@@ -316,6 +316,12 @@ def execute_run(
             run_id = progress.run_id = result.run_id
     seconds = time.perf_counter() - t0
     label = f"{job.name}[{stage_name(selection)}]" if selection else job.name
+    if not result.success and _interrupted(result):
+        # Dagster turned the Ctrl-C into this run's failure and went on; the command stops.
+        raise RunInterrupted(
+            f"run {run_id} interrupted: {label}{f' {scope}' if scope else ''}, after "
+            f"{seconds:.1f}s, marked failed"
+        )
     lines = summary(
         run_id=run_id,
         job=label,
@@ -326,6 +332,22 @@ def execute_run(
         tally=progress.tally,
     )
     return RunOutcome(run_id, result.success, seconds, lines)
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """A Ctrl-C (SIGINT) stopped a run: Dagster recorded it as failed."""
+
+
+def _interrupted(result) -> bool:
+    """Whether a failed run failed because it was interrupted (SIGINT), not on its own."""
+    interrupts = {"DagsterExecutionInterruptedError", "KeyboardInterrupt"}
+    for event in result.get_step_failure_events():
+        error = event.step_failure_data.error
+        while error is not None:
+            if error.cls_name in interrupts:
+                return True
+            error = error.cause
+    return False
 
 
 def job_named(name: str):
