@@ -71,8 +71,37 @@ def add_parsers(commands) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    params = dict(args.param)  # already (name, number) pairs: parse_param ran while parsing
+    params = checked_hyperparameters(dict(args.param))  # (name, number) pairs from parse_param
     return train_week(args.week.isoformat(), params, force=args.force)
+
+
+def checked_hyperparameters(params: dict) -> dict:
+    """The --param values as the training config reads them (``max_iter=300.0`` is 300), or
+    a usage error naming the parameter: a misspelled name would otherwise be dropped, and
+    a week trained with the defaults reported up to date."""
+    import difflib
+
+    import pydantic
+
+    from ml_platform.assets.price_model import TrainingConfig
+
+    known = list(TrainingConfig.model_fields)
+    for name in params:
+        if name not in known:
+            close = difflib.get_close_matches(name, known, n=1)
+            hint = f"did you mean {close[0]}? " if close else ""
+            raise UsageError(
+                f"--param {name}: no such hyperparameter; {hint}they are {', '.join(known)}"
+            )
+    try:
+        config = TrainingConfig(**params)
+    except pydantic.ValidationError as e:
+        error = e.errors()[0]
+        name = str(error["loc"][0])
+        raise UsageError(
+            f"--param {name}={params[name]}: {error['msg'].lower().replace('input should be', 'must be')}"
+        ) from None
+    return {name: getattr(config, name) for name in params}
 
 
 def train_week(week: str, params: dict, force: bool = False) -> int:

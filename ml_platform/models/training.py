@@ -8,7 +8,7 @@ from datetime import timedelta
 
 import numpy as np
 import polars as pl
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 CATEGORICAL = ["transport_mode", "carrier", "origin_country", "destination_country"]
 NUMERIC = [
@@ -36,13 +36,15 @@ class MissingFeaturesError(ValueError):
 class Hyperparameters(BaseModel):
     """The model's knobs; the Dagster run config of models/price_model extends this."""
 
-    learning_rate: float = 0.1
-    max_iter: int = 300
-    max_leaf_nodes: int = 31
-    l2_regularization: float = 0.0
-    holdout_days: int = 3
-    min_training_rows: int = 5_000
-    random_state: int = 0
+    # The bounds scikit-learn's HistGradientBoostingRegressor accepts: a value outside them
+    # is refused when the config is read, naming the parameter, not deep inside training.
+    learning_rate: float = Field(default=0.1, gt=0)
+    max_iter: int = Field(default=300, ge=1)
+    max_leaf_nodes: int = Field(default=31, ge=2)
+    l2_regularization: float = Field(default=0.0, ge=0)
+    holdout_days: int = Field(default=3, ge=1)
+    min_training_rows: int = Field(default=5_000, ge=1)
+    random_state: int = Field(default=0, ge=0, le=2**32 - 1)
 
 
 def build_pipeline(params: Hyperparameters):

@@ -55,6 +55,18 @@ def env(tmp_path_factory):
             "learning_rate=fast: the value must be a number",
         ),
         (["train", "--week", "2026-02-02", "--param", "learning_rate"], "expected NAME=VALUE"),
+        (
+            ["train", "--week", "2026-02-02", "--param", "learing_rate=0.05"],
+            "--param learing_rate: no such hyperparameter; did you mean learning_rate?",
+        ),
+        (
+            ["train", "--week", "2026-02-02", "--param", "max_leaf_nodes=1"],
+            "--param max_leaf_nodes=1: must be greater than or equal to 2",
+        ),
+        (
+            ["train", "--week", "2026-02-02", "--param", "holdout_days=2.5"],
+            "--param holdout_days=2.5: must be a valid integer",
+        ),
         (["backfill", "--from", "2026-01-05", "--to", "2026-01-02"], "is before --from"),
         (["predict", "--date", "2026-02-05", "--to", "2026-02-01"], "is before --date"),
         (["demo", "--rows-per-day", "0"], "--rows-per-day: must be at least 1"),
