@@ -297,8 +297,7 @@ def _chunk_worker(
         conn.send(
             {
                 "success": not failed,
-                # A succeeded run's first summary line; a failed run's whole summary.
-                "lines": [line for o in outcomes for line in (o.lines if failed else o.lines[:1])],
+                "lines": [line for o in outcomes for line in _reported(o, failed)],
                 "up_to_date": outcomes[0].up_to_date,
                 "runs": sum(not o.up_to_date for o in outcomes),
                 "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
@@ -311,6 +310,15 @@ def _chunk_worker(
         _send(conn, {"success": False, "lines": [f"run FAILED: {first}..{last}: {one_line(e)}"]})
     finally:
         conn.close()
+
+
+def _reported(outcome, whole: bool) -> list[str]:
+    """A run's summary lines for the backfill's output: all of them when ``whole``, else its
+    first line and any failed check (warnings included: a quality warning after a shock
+    must reach whoever runs the backfill, not only the UI)."""
+    if whole:
+        return outcome.lines
+    return outcome.lines[:1] + [line for line in outcome.lines[1:] if "check " in line]
 
 
 def _send(conn, outcome: dict) -> None:

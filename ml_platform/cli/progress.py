@@ -20,6 +20,9 @@ POLL_SECONDS = 0.25
 MESSAGE_LINES = 4
 # Loggers config for a run whose progress the CLI shows itself: only a crash gets through.
 QUIET_LOGGERS = {"console": {"config": {"log_level": "CRITICAL"}}}
+# A failure's line is cut here: long enough for the decisive end of a message (a refused
+# model's margin, both checksums of a mismatch), short of a dumped frame.
+MESSAGE_CHARS = 1000
 
 
 @dataclass
@@ -123,9 +126,11 @@ def _fold(event, tally: RunTally) -> None:
         if not evaluation.passed:
             where = f" {evaluation.partition}" if getattr(evaluation, "partition", None) else ""
             text = (evaluation.description or "").strip().splitlines()
+            warning = getattr(evaluation.severity, "value", "") == "WARN"
             tally.failed_checks.append(
-                f"check {evaluation.asset_key.to_user_string()}:{evaluation.check_name}{where}"
-                + (f": {text[0][:300]}" if text else "")
+                f"{'warning: ' if warning else ''}check "
+                f"{evaluation.asset_key.to_user_string()}:{evaluation.check_name}{where}"
+                + (f": {text[0][:MESSAGE_CHARS]}" if text else "")
             )
     elif event.is_step_failure:
         error = event.step_failure_data.error
@@ -137,7 +142,7 @@ def _fold(event, tally: RunTally) -> None:
         head, sep, rest = lines[0].partition(": ")
         if sep and "." in head and " " not in head:
             lines[0] = rest
-        text = "\n    ".join(line[:300] for line in lines)
+        text = "\n    ".join(line[:MESSAGE_CHARS] for line in lines)
         tally.failed_steps.append(f"step {event.step_key} failed: {text}")
 
 

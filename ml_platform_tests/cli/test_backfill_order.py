@@ -59,3 +59,20 @@ def test_runs_reading_a_failed_chunk_are_blocked_and_the_others_still_run():
     reads_it = {r.index for r in runs if first_clean.index in r.needs}
     assert blocked == reads_it and blocked
     assert all(r.outcome is not None for r in runs if r.index not in blocked)
+
+
+def test_a_chunk_that_succeeded_with_failed_checks_reports_them():
+    """Quality warnings after a shock reached only the UI when predict ran in chunks: a
+    succeeded chunk printed its first line only."""
+    from ml_platform.cli.backfill_chunks import _reported
+    from ml_platform.cli.runs import RunOutcome
+
+    lines = [
+        "run 1 succeeded: predict_prices[quotes+quality] 2026-02-03..2026-02-07, 5 partitions",
+        "  rows: predictions/price_quotes 5,000",
+        "  warning: check monitoring/prediction_quality:error_within_bounds 2026-02-04: 16 % off",
+        "  in the UI: http://127.0.0.1:3000/runs/1 (start it with `ml-platform dev`)",
+    ]
+    outcome = RunOutcome("1", True, 1.0, lines)
+    assert _reported(outcome, whole=False) == [lines[0], lines[2]]
+    assert _reported(outcome, whole=True) == lines
