@@ -15,7 +15,7 @@ from ml_platform.provenance.champion import (
     champion_history,
     checks_passed,
     describe_model,
-    latest_model_materialization,
+    latest_passing_model,
     load_champion_model,
     model_materialization,
     promotion_from_record,
@@ -80,7 +80,7 @@ def champion(context: dg.AssetExecutionContext, config: PromotionConfig):
     with promotion_lock(instance, context.run.run_id, context.log):
         history = champion_history(instance)
         current = history[-1] if history else None
-        record = _chosen_model(instance, config, history)
+        record = _chosen_model(instance, config, history, context.log.warning)
         if record is None:
             context.log.info(
                 "no materialized model has passed its checks; the champion is unchanged"
@@ -103,6 +103,7 @@ def champion(context: dg.AssetExecutionContext, config: PromotionConfig):
             promoted_at=datetime.now(UTC).isoformat(),
             promoted_by=config.promoted_by,
             reason=config.reason,
+            rollback=config.rollback,
             previous_week=current["model_week"] if current else None,
             previous_run_id=current["model_run_id"] if current else None,
             previous_model_storage_id=current["model_storage_id"] if current else None,
@@ -135,7 +136,7 @@ def _refuse(description: str):
     raise dg.Failure(description=description, allow_retries=False)
 
 
-def _chosen_model(instance: dg.DagsterInstance, config: PromotionConfig, history: list[dict]):
+def _chosen_model(instance: dg.DagsterInstance, config: PromotionConfig, history: list[dict], warn):
     """The price_model materialization to promote; fails clearly for a bad explicit choice."""
     if config.rollback:
         target, message = rollback_target(history)
@@ -161,16 +162,30 @@ def _chosen_model(instance: dg.DagsterInstance, config: PromotionConfig, history
                 f"{record.partition_key}, not {config.week}"
             )
     elif config.week is not None:
-        record = latest_model_materialization(instance, config.week)
-        if record is None:
+        record, refused = latest_passing_model(instance, config.week)
+        if record is None and not refused:
             _refuse(
                 f"week {config.week} has no materialized price_model; train it first "
                 f"(ml-platform train --week {config.week})"
             )
+        if record is None:
+            newest, why = refused[0]
+            _refuse(
+                f"week {config.week}'s model (run {newest.run_id}, materialization "
+                f"{newest.storage_id}) cannot go live: {why}"
+                + (f"; nor can its {len(refused) - 1} older model(s)" if len(refused) > 1 else "")
+            )
+        for newer, why in refused:
+            warn(
+                f"week {config.week}'s newer model (materialization {newer.storage_id}) failed "
+                f"its checks ({why}); promoting materialization {record.storage_id}, the "
+                "newest that passed"
+            )
+        return record
     else:
         for week in sorted(instance.get_materialized_partitions(PRICE_MODEL_KEY), reverse=True):
-            record = latest_model_materialization(instance, week)
-            if record is not None and checks_passed(instance, record)[0]:
+            record, _ = latest_passing_model(instance, week)
+            if record is not None:
                 return record
         return None
     passed, why = checks_passed(instance, record)

@@ -98,6 +98,28 @@ def latest_model_materialization(instance: dg.DagsterInstance, week: str):
     return records[0] if records else None
 
 
+def latest_passing_model(instance: dg.DagsterInstance, week: str, page: int = 20):
+    """The week's newest model that passed both blocking checks, and the newer ones that
+    did not (newest first, with why). A model failing its checks is stored like any
+    materialization; it must not hide the good model it was trained after."""
+    refused = []
+    cursor = None
+    while True:
+        result = instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=PRICE_MODEL_KEY, asset_partitions=[week]),
+            limit=page,
+            cursor=cursor,
+        )
+        for record in result.records:
+            passed, why = checks_passed(instance, record)
+            if passed:
+                return record, refused
+            refused.append((record, why))
+        if not result.has_more:
+            return None, refused
+        cursor = result.cursor
+
+
 def model_materialization(instance: dg.DagsterInstance, storage_id: int):
     """The price_model materialization with this storage id (None: there is none)."""
     records = instance.fetch_materializations(
@@ -188,24 +210,48 @@ def load_champion_model(promotion: dict, store) -> TrainedModel:
 def rollback_target(history: list[dict]) -> tuple[dict | None, str]:
     """The model live before the live one (the promotion to restore), and what to tell.
 
-    Promotions that re-promoted the live model changed nothing, so the target is the most
-    recent promotion of a different model version (by materialization); with none there is
-    nothing to roll back to, and the message says why.
+    Rollbacks undo promotions, as a stack: a second rollback goes back one model further,
+    never to the model the first one rolled back from. Promotions that re-promoted the live
+    model changed nothing. With no earlier model left there is nothing to roll back to, and
+    the message says why.
     """
     if not history:
         return None, "nothing to roll back to: no model has been promoted yet"
     live = history[-1]
-    for entry in reversed(history[:-1]):
-        if entry["model_storage_id"] != live["model_storage_id"]:
-            return entry, (
-                f"rolling back from week {live['model_week']} to week {entry['model_week']}: "
-                f"live is {describe_model(live)}, restoring {describe_model(entry)}, "
-                f"which was live from {entry['promoted_at']}"
-            )
-    return None, (
-        f"nothing to roll back to: all {len(history)} promotion(s) so far made the same model "
-        f"live, {describe_model(live)}; the champion is unchanged"
+    stack = live_models(history)
+    if len(stack) < 2:
+        return None, (
+            f"nothing to roll back to: the live model, {describe_model(live)}, is the first "
+            f"of the {len(history)} promotion(s) not undone by a rollback; the champion is "
+            "unchanged (`ml-platform promote --model STORAGE_ID` makes any model live)"
+        )
+    entry = stack[-2]
+    return entry, (
+        f"rolling back from week {live['model_week']} to week {entry['model_week']}: "
+        f"live is {describe_model(live)}, restoring {describe_model(entry)}, "
+        f"which was live from {entry['promoted_at']}"
     )
+
+
+def live_models(history: list[dict]) -> list[dict]:
+    """The promotions still standing, oldest first: each promotion of another model pushes
+    it, each rollback pops the model it rolled back from."""
+    stack: list[dict] = []
+    for entry in history:
+        if is_rollback(entry) and stack:
+            stack.pop()
+        if stack and stack[-1]["model_storage_id"] == entry["model_storage_id"]:
+            continue  # the live model again: nothing changed
+        stack.append(entry)
+    return stack
+
+
+def is_rollback(entry: dict) -> bool:
+    """Promotions record it since it mattered to the next rollback; older ones say it in
+    their reason, as `ml-platform rollback` writes it."""
+    if "rollback" in entry:
+        return bool(entry["rollback"])
+    return str(entry.get("reason") or "").startswith("rollback:")
 
 
 @contextmanager

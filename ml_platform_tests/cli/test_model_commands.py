@@ -97,6 +97,15 @@ def test_train_promote_predict_rollback_from_the_command_line(tmp_path):
     assert unknown.returncode == 1
     assert "no price_model materialization has storage id 999999" in unknown.stderr
 
+    # A retrain that fails its checks is stored, but does not hide the week's good model.
+    strict_again = [*small, "--param", "champion_tolerance=-1", "--force"]
+    assert _cli(env, "train", "--week", "2026-02-02", *strict_again).returncode == 1
+    refused_id = json.loads(_cli(env, "last-training", "--format", "json").stdout)["storage_id"]
+    newest_good = _cli(env, "promote", "--week", "2026-02-02", "--reason", "newest good model")
+    assert newest_good.returncode == 0, newest_good.stderr
+    live = json.loads(_cli(env, "champion", "--format", "json").stdout)
+    assert live["model_week"] == "2026-02-02" and live["model_storage_id"] != refused_id
+
     os.environ["DAGSTER_HOME"] = str(home / "dagster")
     try:
         with dg.DagsterInstance.get() as instance:
@@ -109,6 +118,7 @@ def test_train_promote_predict_rollback_from_the_command_line(tmp_path):
         ("2026-01-26", "older data"),
         ("2026-02-02", "rollback: older data was worse"),
         ("2026-02-02", "reproduce 2026-02-11"),
+        ("2026-02-02", "newest good model"),
     ]
     assert history[0]["promoted_by"] == "automation"
     assert all(h["promoted_by"].startswith("manual") for h in history[1:])
