@@ -10,6 +10,7 @@ print one line (ml_platform/cli/errors.py).
 from __future__ import annotations
 
 import gc
+import os
 import sys
 import warnings
 
@@ -65,6 +66,10 @@ def main(argv: list[str] | None = None) -> int:
         stopped = f"{interrupt}\n" if str(interrupt) else ""  # runs.RunInterrupted names its run
         print(f"{stopped}ml-platform {args.command}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `ml-platform lineage ... | head`: the reader had enough
+        # Python's documented idiom: point stdout at /dev/null so the flush at exit is quiet.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # as a process killed by SIGPIPE, which shells report the same way
     except Exception as error:  # one line, never a traceback (ML_PLATFORM_TRACEBACK=1 for it)
         return report(args.command, error, CONTEXT.get(args.command))
 

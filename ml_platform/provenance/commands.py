@@ -173,10 +173,52 @@ def backfill_stale(instance, graph, items: list[dict]) -> str | None:
 
 # -- everyday questions --------------------------------------------------------------------
 def last_training(instance) -> dict:
+    """The latest stored model's results, and the last training run when that is another
+    one (a run that failed before storing a model is still the last training run)."""
     records = instance.fetch_materializations(PRICE_MODEL_KEY, limit=1).records
-    if not records:
+    run = last_training_run(instance)
+    if not records and run is None:
         raise LookupError("no price model has been trained yet: ml-platform train --week W")
-    record = records[0]
+    latest = _run_summary(instance, run) if run is not None else None
+    if not records:
+        return {"last_run": latest, "model": None}
+    model = _model_summary(instance, records[0])
+    if latest is not None and latest["run_id"] != model["run_id"]:
+        return {**model, "last_run": latest}
+    return model
+
+
+# How far back among the instance's runs the last training run is looked for.
+RECENT_RUNS = 200
+
+
+def last_training_run(instance):
+    """The newest run that set out to train a price model (any job, any outcome)."""
+    for run in instance.get_runs(limit=RECENT_RUNS):
+        if run.job_name == "train_price_model" or PRICE_MODEL_KEY in (run.asset_selection or ()):
+            return run
+    return None
+
+
+def _run_summary(instance, run) -> dict:
+    summary = {
+        "run_id": run.run_id,
+        "status": run.status.value,
+        "week": run.tags.get("dagster/partition"),
+    }
+    if run.status == dg.DagsterRunStatus.FAILURE:
+        records = instance.get_records_for_run(
+            run.run_id, of_type=dg.DagsterEventType.STEP_FAILURE, limit=1
+        ).records
+        if records:
+            error = records[0].event_log_entry.dagster_event.step_failure_data.error
+            while error is not None and error.cause is not None:
+                error = error.cause
+            summary["failure"] = (error.message if error else "").strip().splitlines()[0]
+    return summary
+
+
+def _model_summary(instance, record) -> dict:
     node = node_from_record(record)
     attach_checks(instance, [node])
     meta = record.asset_materialization.metadata
@@ -278,4 +320,10 @@ def explain(instance, day: str, verifier=None) -> dict:
 
 
 def as_text(value) -> str:
-    return json.dumps(value, indent=2, default=str)
+    """An answer for people: one ``key: value`` a line, nested by indentation (JSON with
+    --format json)."""
+    import yaml
+
+    # A round trip through JSON turns dates and ids into plain values YAML prints as such.
+    plain = json.loads(json.dumps(value, default=str))
+    return yaml.safe_dump(plain, sort_keys=False, allow_unicode=True, width=100).rstrip()

@@ -244,3 +244,15 @@ def test_a_demo_larger_than_a_backfill_chunk_runs_in_chunks(tmp_path):
     assert "8 days in 2 chunks of up to 5 days, 4 runs" in result.stdout, result.stdout
     assert RUN_LINE.findall(result.stdout) == ["succeeded"] * 4, result.stdout
     assert re.search(r"^backfill succeeded: data .*, 4/4 chunk stages", result.stdout, re.M)
+
+
+@pytest.mark.slow
+def test_a_reader_that_stops_early_ends_the_command_quietly(env):
+    """`ml-platform stale | head -1` ended with "ml-platform stale: BrokenPipeError", exit 1."""
+    proc = subprocess.Popen(
+        [str(BIN), "stale"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    proc.stdout.close()  # the reader is gone before the first line is written
+    err = proc.stderr.read()
+    assert proc.wait(timeout=120) == 141
+    assert err == ""

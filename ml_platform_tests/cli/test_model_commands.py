@@ -106,6 +106,16 @@ def test_train_promote_predict_rollback_from_the_command_line(tmp_path):
     live = json.loads(_cli(env, "champion", "--format", "json").stdout)
     assert live["model_week"] == "2026-02-02" and live["model_storage_id"] != refused_id
 
+    # A training run that failed before storing a model is still the last training run.
+    too_few = _cli(env, "train", "--week", "2026-02-02", "--param", "min_training_rows=99000000")
+    assert too_few.returncode == 1
+    last = json.loads(_cli(env, "last-training", "--format", "json").stdout)
+    assert last["storage_id"] == refused_id  # the latest stored model, as before
+    assert last["last_run"]["status"] == "FAILURE" and last["last_run"]["week"] == "2026-02-02"
+    assert "99000000" in last["last_run"]["failure"] or "rows" in last["last_run"]["failure"]
+    text = _cli(env, "last-training").stdout
+    assert not text.lstrip().startswith("{") and "last_run:" in text and "status: FAILURE" in text
+
     os.environ["DAGSTER_HOME"] = str(home / "dagster")
     try:
         with dg.DagsterInstance.get() as instance:
