@@ -121,8 +121,8 @@ class ScratchReadThroughStore:
     def local_path_or_uri(self, key: str) -> str:
         return self.scratch.local_path_or_uri(key)
 
-    def scan_parquet(self, keys: list[str]) -> pl.LazyFrame:
-        return self.scratch.scan_parquet(keys)
+    def scan_parquet(self, keys: list[str], spool=None) -> pl.LazyFrame:
+        return self.scratch.scan_parquet(keys, spool)
 
     def list_objects(self, prefix: str = ""):
         return self.scratch.list_objects(prefix)

@@ -27,6 +27,8 @@ if TYPE_CHECKING:
     import polars as pl
     from google.cloud import storage
 
+    from ml_platform.storage.spool import Spool
+
 # Concurrent downloads for multi-partition loads (a 28-day window is 29 objects).
 DOWNLOAD_WORKERS = 8
 # The client sends objects up to 8 MiB in one request; a producer expected to write more is
@@ -191,12 +193,31 @@ class GCSObjectStore:
         with ThreadPoolExecutor(max_workers=min(DOWNLOAD_WORKERS, len(keys))) as pool:
             return list(pool.map(one, keys))
 
-    def scan_parquet(self, keys: list[str]) -> pl.LazyFrame:
+    def scan_parquet(self, keys: list[str], spool: Spool | None = None) -> pl.LazyFrame:
         from ml_platform.storage.frames import scan_parquet_union
 
         # polars cannot reach every GCS-compatible endpoint (the emulator, private
         # endpoints) with the client's credentials, so the bytes come through the client.
-        return scan_parquet_union(self.get_many(keys))
+        if spool is None:
+            return scan_parquet_union(self.get_many(keys))
+        # Into local files, concurrently: memory holds no object whole, and the scan reads
+        # only the columns and row groups its query needs (a window's four columns).
+        return scan_parquet_union([str(path) for path in self.spool_many(keys, spool)])
+
+    def spool_many(self, keys: list[str], spool: Spool) -> list[Path]:
+        """Copies of the objects in local files of ``spool``, in order; a missing one is an
+        error."""
+
+        def one(key: str) -> Path:
+            path = spool.new_file(".parquet")
+            if self.copy_to(key, path) is None:
+                raise MissingObjectError(key, self.uri(key))
+            return path
+
+        if len(keys) <= 1:
+            return [one(k) for k in keys]
+        with ThreadPoolExecutor(max_workers=min(DOWNLOAD_WORKERS, len(keys))) as pool:
+            return list(pool.map(one, keys))
 
     def list_objects(self, prefix: str = "") -> Iterator[ObjectInfo]:
         # The client's iterator follows nextPageToken, so listings past 1,000 objects work.

@@ -21,6 +21,8 @@ from typing import IO, TYPE_CHECKING, Protocol
 if TYPE_CHECKING:
     import polars as pl
 
+    from ml_platform.storage.spool import Spool
+
 
 @dataclass(frozen=True)
 class StoredObject:
@@ -71,8 +73,9 @@ class ObjectStore(Protocol):
     def uri(self, key: str) -> str:
         """The URI recorded in metadata for the object at key."""
 
-    def scan_parquet(self, keys: list[str]) -> pl.LazyFrame:
-        """One lazy scan over the Parquet objects at keys, in order."""
+    def scan_parquet(self, keys: list[str], spool: Spool | None = None) -> pl.LazyFrame:
+        """One lazy scan over the Parquet objects at keys, in order; a remote store copies
+        them into ``spool`` first where one is given (see storage/spool.py)."""
 
     def list_objects(self, prefix: str = "") -> Iterator[ObjectInfo]:
         """Every object under prefix (all pages)."""
@@ -182,10 +185,10 @@ class LocalObjectStore:
     def uri(self, key: str) -> str:
         return self.path(key).as_uri()
 
-    def scan_parquet(self, keys: list[str]) -> pl.LazyFrame:
+    def scan_parquet(self, keys: list[str], spool: Spool | None = None) -> pl.LazyFrame:
         from ml_platform.storage.frames import scan_parquet_union
 
-        # Local files stay lazy: polars reads only the row groups and columns a plan needs.
+        # Local files stay lazy, in place (no spool): polars reads only the row groups and columns a plan needs.
         paths = []
         for key in keys:
             path = self.path(key)

@@ -19,6 +19,7 @@ from typing import Any
 
 import dagster as dg
 import polars as pl
+from pydantic import PrivateAttr
 
 from ml_platform.models.artifacts import FORMAT as ARTIFACT_FORMAT
 from ml_platform.models.artifacts import ArtifactError, TrainedModel, dump_model, load_model
@@ -38,6 +39,7 @@ from ml_platform.storage.object_store import (
     ObjectStore,
     StoredObject,
 )
+from ml_platform.storage.spool import Spool, process_spool
 
 UNPARTITIONED = "__all__"
 FORMAT_KEY = "ml_platform/format"
@@ -49,8 +51,22 @@ __all__ = ["MissingPartitionError", "UnresolvedVersionError", "VersionedParquetI
 class VersionedParquetIOManager(dg.ConfigurableIOManager):
     """Base class: subclasses say which object store holds the objects."""
 
+    _spool: Spool | None = PrivateAttr(default=None)
+
     def store(self) -> ObjectStore:
         raise NotImplementedError
+
+    # A remote store's inputs are spooled to local files for the step's lazy scans, and
+    # removed when Dagster tears the step's resources down (see storage/spool.py).
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        self._spool = Spool()
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        if self._spool is not None:
+            self._spool.close()
+
+    def spool(self) -> Spool:
+        return self._spool or process_spool()
 
     # -- writing ---------------------------------------------------------------------------
     def handle_output(
@@ -138,7 +154,7 @@ class VersionedParquetIOManager(dg.ConfigurableIOManager):
     def _scan(self, versions: list[CurrentVersion]) -> pl.LazyFrame:
         by_key = {v.object_key: v for v in versions}
         try:
-            return self.store().scan_parquet(list(by_key))
+            return self.store().scan_parquet(list(by_key), self.spool())
         except MissingObjectError as e:
             raise UnresolvedVersionError(
                 f"{by_key[e.key].where}: its stored version {e.uri} no longer exists "

@@ -14,7 +14,7 @@ from typing import Any
 
 import dagster as dg
 import polars as pl
-from pydantic import Field
+from pydantic import Field, PrivateAttr
 
 from ml_platform.provenance.reads import PartitionRead, provenance_metadata, record_reads
 from ml_platform.provenance.summary import sources_of
@@ -25,6 +25,7 @@ from ml_platform.storage.postgres_tables import (
     PgSettings,
     PostgresTables,
 )
+from ml_platform.storage.spool import Spool, process_spool
 
 
 class PostgresIOManager(dg.ConfigurableIOManager):
@@ -38,6 +39,8 @@ class PostgresIOManager(dg.ConfigurableIOManager):
     default_schema: str = Field(
         default="public", description="Schema for asset keys with a single part."
     )
+
+    _spool: Spool | None = PrivateAttr(default=None)
 
     def tables(self) -> PostgresTables:
         return PostgresTables(
@@ -85,15 +88,47 @@ class PostgresIOManager(dg.ConfigurableIOManager):
         keys = list(context.asset_partition_keys) if context.has_asset_partitions else [None]
         schema, table = self.table_for(context.asset_key)
         tables = self.tables()
-        df, versions = tables.read(schema, table, keys)
+        if context.dagster_type.typing_type is pl.LazyFrame:
+            frame, versions = self._spooled(tables, schema, table, keys)
+        else:
+            frame, versions = tables.read(schema, table, keys)
         events = current_versions(context.instance, context.asset_key, keys)
         record_reads(
             context,
             [_as_read(tables, schema, table, v, e) for v, e in zip(versions, events, strict=True)],
         )
-        if context.dagster_type.typing_type is pl.LazyFrame:
-            return df.lazy()
-        return df
+        return frame
+
+    def _spooled(self, tables: PostgresTables, schema: str, table: str, keys: list):
+        """The partitions' rows as a lazy scan of a local Arrow IPC file, written batch by
+        batch: a 28-day window read whole would hold every column of every row in memory,
+        where the query reads four columns of it (see storage/spool.py). Arrow IPC, read
+        column by column; zstd: 39 MB a million clean rows instead of 331 MB, for 0.2 s more
+        a million rows to write (measured on the demo's clean rows)."""
+        import pyarrow as pa
+
+        path = self.spool().new_file(".arrow")
+        options = pa.ipc.IpcWriteOptions(compression="zstd")
+        with tables.read_batches(schema, table, keys) as (batches, versions):
+            with (
+                pa.OSFile(str(path), "wb") as sink,
+                pa.ipc.new_file(sink, batches.schema, options=options) as out,
+            ):
+                for batch in batches:
+                    out.write_batch(batch)
+        return pl.scan_ipc(path), versions
+
+    # Rows read lazily are spooled to local files, removed when Dagster tears the step's
+    # resources down.
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        self._spool = Spool()
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        if self._spool is not None:
+            self._spool.close()
+
+    def spool(self) -> Spool:
+        return self._spool or process_spool()
 
 
 def _metadata(

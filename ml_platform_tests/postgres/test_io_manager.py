@@ -2,7 +2,9 @@
 
 import csv
 import io
+import re
 from datetime import date, datetime, timedelta
+from pathlib import Path
 
 import dagster as dg
 import polars as pl
@@ -31,6 +33,10 @@ def days_asset(context: dg.AssetExecutionContext) -> pl.DataFrame:
     return pl.concat(frames)
 
 
+# The query plans window_asset was given, to see what its lazy input scans.
+PLANS: list[str] = []
+
+
 @dg.asset(
     key=["features", "window_sums"],
     partitions_def=PARTITIONS,
@@ -39,6 +45,7 @@ def days_asset(context: dg.AssetExecutionContext) -> pl.DataFrame:
 )
 def window_asset(context: dg.AssetExecutionContext, days: pl.LazyFrame) -> pl.DataFrame:
     assert isinstance(days, pl.LazyFrame)
+    PLANS.append(days.explain())
     return days.group_by("partition_date").agg(pl.len().alias("rows")).collect()
 
 
@@ -117,6 +124,12 @@ def test_reads_record_exactly_which_rows_a_window_was_made_from(pg_env, instance
     assert result.success
     out = store(pg_env).read("features", "window_sums", ["2026-01-05"])[0]
     assert out.sort("partition_date")["rows"].to_list() == [12, 10, 14]  # 01-04 re-written alone
+    # The window's rows were spooled to a local file and scanned lazily, not read whole into
+    # memory; the file went with the step's resources.
+    scanned = re.search(r"Ipc SCAN \[([^,\]]+)\]", PLANS[-1])
+    assert scanned, PLANS[-1]
+    spooled = Path(scanned.group(1))
+    assert spooled.parent.name.startswith("ml-platform-spool-") and not spooled.parent.exists()
     meta = _materialization(instance, ["features", "window_sums"], "2026-01-05")
     inputs = meta.asset_materialization.metadata[INPUTS_METADATA_KEY].value
     reads = {r["partition"]: r for r in inputs[0]["partitions"]}

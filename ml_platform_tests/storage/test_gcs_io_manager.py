@@ -59,12 +59,17 @@ def numbers(context: dg.AssetExecutionContext) -> pl.DataFrame:
     return pl.concat(frames)
 
 
+# The query plans window_summary was given, to see what its lazy input scans.
+PLANS: list[str] = []
+
+
 @dg.asset(
     partitions_def=PARTS,
     ins={"numbers": dg.AssetIn(key=NUMBERS, partition_mapping=trailing_window)},
     io_manager_key="lake",
 )
 def window_summary(numbers: pl.LazyFrame) -> pl.DataFrame:
+    PLANS.append(numbers.explain())
     df = numbers.collect()
     return pl.DataFrame(
         {
@@ -210,6 +215,12 @@ def test_28_day_window_loads_every_partition_and_records_each_read(instance, gcs
     }
     assert all(r["uri"].startswith(f"gs://{gcs_bucket}/lake/") for r in reads)
     assert all(r["storage_id"] is not None for r in reads)
+    # The window was scanned from local copies (spooled), not from 29 objects' bytes held
+    # in memory, and the copies went with the step's resources.
+    scanned = re.search(r"Parquet SCAN \[([^,\]]+)", PLANS[-1])
+    assert scanned and "in-mem" not in scanned.group(1), PLANS[-1]
+    spooled = Path(scanned.group(1))
+    assert spooled.parent.name.startswith("ml-platform-spool-") and not spooled.parent.exists()
 
 
 class _ThirdWriteFails(GCSObjectStore):
