@@ -20,7 +20,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 SERVER_USER = "postgres"
@@ -44,7 +44,7 @@ class PostgresServer:
     host: str
     port: int
     user: str
-    password: str
+    password: str = field(repr=False)  # never in a log or a traceback
     dbname: str
     data_dir: Path
 

@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from ml_platform.storage.pg_types import PgColumn
+from ml_platform.storage.pg_types import PgColumn, pg_type
 
 META_SCHEMA = "_ml_platform"
 _MAX_IDENTIFIER_BYTES = 63  # longer names are silently truncated by Postgres: refuse them
@@ -90,7 +90,10 @@ def stored_info(cur: Any, schema: str, table: str) -> TableInfo | None:
     row = cur.fetchone()
     if row is None:
         return None
-    columns = [PgColumn(**c) for c in json.loads(row[0])]
+    # The Postgres type is derived again from the dtype code, never taken from the catalog
+    # row: it is written into SQL, and a catalog row is data anyone with write access to the
+    # metadata schema could change.
+    columns = [PgColumn(c["name"], c["dtype"], pg_type(c["dtype"])) for c in json.loads(row[0])]
     return TableInfo(schema, table, columns, row[1])
 
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 from urllib.parse import quote
@@ -66,7 +66,7 @@ class PgSettings:
     port: int
     dbname: str
     user: str
-    password: str
+    password: str = field(repr=False)  # never in a log or a traceback
     application_name: str = "ml_platform"
 
     def uri(self) -> str:
@@ -317,7 +317,9 @@ class PostgresTables:
         The partition list travels as a bound setting, which keeps the data query
         parameter-free: ADBC then streams it with COPY BINARY.
         """
-        cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        # Read only as well: every read (IO manager, `ml-platform sql`) is refused any write,
+        # whatever the role it connects as may do.
+        cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         info = stored_info_or_none(cur, schema, table)
         if info is None:
             raise MissingPartitionError(f"{schema}.{table} has never been stored")

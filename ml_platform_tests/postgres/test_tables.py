@@ -118,6 +118,24 @@ def test_partition_replace_touches_only_that_partition(pg):
     assert [v.run_id for v in versions] == ["run-0", "run-x", "run-2"]
 
 
+def test_column_types_in_the_catalog_are_never_written_into_sql(pg):
+    """The catalog row's Postgres type went into the read's SQL as stored."""
+    tables = store(pg)
+    keys = days("2026-01-01", 2)
+    tables.write("clean", "tampered", {k: day_frame(k, 5) for k in keys}, "run-1", "partition_date")
+    sql(pg, "CREATE TABLE public.canary (x int)")
+    sql(
+        pg,
+        "UPDATE _ml_platform.tables SET columns = jsonb_set(columns, '{3,pg_type}', "
+        "to_jsonb('date); DROP TABLE public.canary; --'::text)) WHERE table_name = 'tampered'",
+    )
+    assert "DROP TABLE" in sql(pg, "SELECT columns::text FROM _ml_platform.tables "
+                               "WHERE table_name = 'tampered'")[0][0]  # fmt: skip
+    back, _ = tables.read("clean", "tampered", keys[:1])
+    assert back.height == 5
+    assert sql(pg, "SELECT to_regclass('public.canary') IS NOT NULL") == [(True,)]
+
+
 def test_range_replace_is_one_transaction(pg):
     tables = store(pg)
     keys = days("2026-01-01", 5)
@@ -397,3 +415,12 @@ def test_provenance_finds_exactly_the_rows_of_a_version_or_says_they_were_replac
     tables.write("clean", "t", {key: day_frame(key, 2, tag="v2")}, "run-2", "partition_date")
     with pytest.raises(VersionReplacedError, match="rows of run run-1 were replaced by run run-2"):
         tables.read_version("clean", "t", key, "run-1")
+
+
+def test_settings_never_show_the_password(pg):
+    """A settings object in a log line or a traceback's locals showed the password."""
+    from ml_platform.storage.postgres_tables import PgSettings
+
+    shown = repr(PgSettings(pg.host, pg.port, pg.dbname, pg.user, "s3cr3t-value"))
+    assert "s3cr3t-value" not in shown and pg.user in shown
+    assert pg.password not in repr(pg)
