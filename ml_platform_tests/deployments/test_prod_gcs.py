@@ -19,9 +19,9 @@ def test_missing_bucket_variables_are_named(monkeypatch):
 
 
 def test_prod_compute_logs_configure_dagster_gcp_log_manager(gcs_bucket, monkeypatch):
-    from dagster._core.storage.compute_log_manager import ComputeLogManager
-    from dagster._serdes import ConfigurableClassData
     from dagster_gcp.gcs.compute_log_manager import GCSComputeLogManager
+
+    from ml_platform_tests.dagster_internals import ComputeLogManager, ConfigurableClassData
 
     section = yaml.safe_load((DEPLOY / "dagster.yaml").read_text())["compute_logs"]
     monkeypatch.setenv("ML_PLATFORM_COMPUTE_LOG_BUCKET", gcs_bucket)

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 if TYPE_CHECKING:
-    from dagster._serdes import ConfigurableClassData
+    from ml_platform_tests.dagster_internals import ConfigurableClassData
 
 REPO = Path(__file__).resolve().parents[2]
 HELM_DIR = REPO / "helm"
@@ -70,7 +70,7 @@ def class_config(data: ConfigurableClassData) -> dict[str, Any]:
 
     Validation only: instantiating would connect to Postgres, GCS and the Kubernetes API.
     """
-    from dagster._config import process_config, resolve_to_config_type
+    from ml_platform_tests.dagster_internals import process_config, resolve_to_config_type
 
     klass = getattr(importlib.import_module(data.module_name), data.class_name)
     result = process_config(

@@ -143,7 +143,7 @@ def test_dagster_accepts_the_rendered_instance(
     rendered: tuple[str, Manifests], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Every class the chart writes loads through Dagster and accepts the config it gets."""
-    from dagster._core.instance.ref import InstanceRef
+    from ml_platform_tests.dagster_internals import InstanceRef
 
     _, manifests = rendered
     for name, value in PROD_INSTANCE_ENV.items():

@@ -8,14 +8,16 @@ from typing import Any
 
 import pytest
 import yaml
-from dagster._core.errors import DagsterInvalidConfigError
-from dagster._core.instance.config import dagster_instance_config
-from dagster._core.instance.ref import InstanceRef
 
 from ml_platform.execution import (
     K8S_SERVICE_ACCOUNT,
     PLATFORM_ENV_SECRET,
     POSTGRES_PASSWORD_SECRET,
+)
+from ml_platform_tests.dagster_internals import (
+    DagsterInvalidConfigError,
+    InstanceRef,
+    dagster_instance_config,
 )
 from ml_platform_tests.k8s.conftest import PROD_INSTANCE_DIR, VALUES_FILES, class_config, load_yaml
 
@@ -86,8 +88,7 @@ def test_dagster_accepts_the_queue_the_helm_values_render(tmp_path: Path) -> Non
     """What the chart writes for runCoordinator.enabled with concurrency.enabled: a bare
     QueuedRunCoordinator (limits only in `concurrency`), which Dagster accepts and which takes
     its run limits from `concurrency.runs`."""
-    from dagster._core.instance.config import ConcurrencyConfig
-    from dagster._core.run_coordinator.queued_run_coordinator import QueuedRunCoordinator
+    from ml_platform_tests.dagster_internals import ConcurrencyConfig, QueuedRunCoordinator
 
     helm = load_yaml(VALUES_FILES["prod"])
     queued = helm["dagsterDaemon"]["runCoordinator"]["config"]["queuedRunCoordinator"]

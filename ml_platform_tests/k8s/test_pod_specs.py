@@ -15,10 +15,6 @@ import kubernetes
 import kubernetes_validate
 import pytest
 import yaml
-from dagster._core.definitions.job_base import InMemoryJob
-from dagster._core.executor.init import InitExecutorContext
-from dagster._core.instance.ref import InstanceRef
-from dagster._core.system_config.objects import ResolvedRunConfig
 from dagster_k8s import K8sRunLauncher
 from dagster_k8s.container_context import K8sContainerContext
 from dagster_k8s.job import construct_dagster_k8s_job, get_user_defined_k8s_config
@@ -34,6 +30,12 @@ from ml_platform.execution import (
     k8s_pod_tags,
 )
 from ml_platform.settings import Settings, load_settings
+from ml_platform_tests.dagster_internals import (
+    InitExecutorContext,
+    InMemoryJob,
+    InstanceRef,
+    ResolvedRunConfig,
+)
 from ml_platform_tests.k8s.conftest import KUBERNETES_VERSION, PROD_INSTANCE_DIR
 from ml_platform_tests.k8s.test_instance_config import class_config
 

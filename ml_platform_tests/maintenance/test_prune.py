@@ -4,21 +4,19 @@ import time
 
 import dagster as dg
 import pytest
-from dagster._core.definitions.run_request import InstigatorType
-from dagster._core.remote_origin import (
+
+from ml_platform.maintenance import DAY, PRUNED_UP_TO_TAG, prune_history, prune_history_job
+from ml_platform_tests.dagster_internals import (
+    InstigatorState,
+    InstigatorStatus,
+    InstigatorType,
     RegisteredCodeLocationOrigin,
     RemoteInstigatorOrigin,
     RemoteRepositoryOrigin,
-)
-from dagster._core.scheduler.instigation import (
-    InstigatorState,
-    InstigatorStatus,
     SensorInstigatorData,
     TickData,
     TickStatus,
 )
-
-from ml_platform.maintenance import DAY, PRUNED_UP_TO_TAG, prune_history, prune_history_job
 
 
 @dg.asset

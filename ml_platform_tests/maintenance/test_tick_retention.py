@@ -7,9 +7,8 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
-from dagster._core.definitions.run_request import InstigatorType
-from dagster._core.instance.config import dagster_instance_config
-from dagster._core.scheduler.instigation import TickStatus
+
+from ml_platform_tests.dagster_internals import InstigatorType, TickStatus, dagster_instance_config
 
 ROOT = Path(__file__).resolve().parents[2]
 EXPECTED = {

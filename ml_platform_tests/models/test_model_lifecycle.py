@@ -217,8 +217,11 @@ def test_too_few_training_rows_fail_clearly(lifecycle):
 
 def test_quotes_from_a_model_no_longer_live_show_as_stale_in_dagster(lifecycle):
     """Dagster's own stale status (the UI's): the champion's data version is its model's sha256."""
-    from dagster._core.definitions.data_version import CachingStaleStatusResolver, StaleStatus
-    from dagster._core.loader import LoadingContextForTest
+    from ml_platform_tests.dagster_internals import (
+        CachingStaleStatusResolver,
+        LoadingContextForTest,
+        StaleStatus,
+    )
 
     instance, defs = lifecycle["instance"], lifecycle["defs"]
     resolver = CachingStaleStatusResolver(
