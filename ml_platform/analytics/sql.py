@@ -63,7 +63,7 @@ class UnknownTableError(ValueError):
         super().__init__(f"no table {name}; {hint}the tables: {', '.join(views)}")
 
 
-def one_line(error: BaseException) -> str:
+def duckdb_message(error: BaseException) -> str:
     """DuckDB's message on one line: its text without the LINE/caret excerpt."""
     lines = []
     for line in str(error).splitlines():

@@ -79,8 +79,8 @@ def execute(
     from ml_platform.analytics.sql import (
         QueryRefusedError,
         Session,
+        duckdb_message,
         export_target,
-        one_line,
         refuse_unless_select,
         write_result,
     )
@@ -118,7 +118,7 @@ def execute(
                 elif not args.export:
                     return repl(session, args, stdout, stderr, stdin or sys.stdin)
     except (QueryRefusedError, duckdb.Error) as e:
-        print(f"sql: {one_line(e)}", file=stderr)
+        print(f"sql: {duckdb_message(e)}", file=stderr)
         return 1
     except (v.UnavailableVersionError, LineageError, ValueError) as e:
         print(f"sql: {e.args[0] if isinstance(e, LookupError) else e}", file=stderr)
@@ -130,7 +130,7 @@ def repl(session, args, stdout: IO[str], stderr: IO[str], stdin: IO[str]) -> int
     """Statements end with ';'; an error is reported and the session goes on. \\q quits."""
     import duckdb
 
-    from ml_platform.analytics.sql import QueryRefusedError, one_line, write_result
+    from ml_platform.analytics.sql import QueryRefusedError, duckdb_message, write_result
 
     interactive = stdin.isatty()
     session.load()
@@ -152,7 +152,7 @@ def repl(session, args, stdout: IO[str], stderr: IO[str], stdin: IO[str]) -> int
         try:
             write_result(session.query(text), args.format, stdout, None, args.max_rows)
         except (QueryRefusedError, duckdb.Error, ValueError) as e:
-            print(f"sql: {one_line(e)}", file=stderr)
+            print(f"sql: {duckdb_message(e)}", file=stderr)
             failed = True
         stdout.flush()
     return 1 if failed and not interactive else 0

@@ -110,14 +110,6 @@ def reads_for_output(context: dg.OutputContext) -> dict[str, dict[str | None, Pa
         return dict(_reads.get(step, {}))
 
 
-def inputs_record(context: dg.OutputContext, partition_key: str | None) -> list[dict]:
-    """The inputs one output partition was made from: only the upstream partitions it maps to."""
-    return [
-        {"asset": asset, "partitions": [r.as_record() for r in reads]}
-        for asset, reads in _mapped_reads(context, partition_key)
-    ]
-
-
 def _mapped_reads(
     context: dg.OutputContext, partition_key: str | None
 ) -> list[tuple[str, list[PartitionRead]]]:

@@ -387,10 +387,6 @@ class PostgresTables:
             for key in keys
         ]
 
-    def table_info(self, schema: str, table: str) -> TableInfo | None:
-        with self.connect() as conn, conn.cursor() as cur:
-            return stored_info_or_none(cur, schema, table)
-
     def versions(
         self, schema: str, table: str, partitions: list[str | None]
     ) -> list[PartitionVersion]:
