@@ -75,10 +75,17 @@ def load_settings() -> Settings:
 def _start_date(deployment: str, home: Path) -> date:
     """ML_PLATFORM_START_DATE, else (local) the demo's recorded first day, else 2026-01-01."""
     text = os.environ.get("ML_PLATFORM_START_DATE")
+    source = f"ML_PLATFORM_START_DATE={text!r}"
     if text is None and deployment == "local":
         record = home / START_DATE_FILE
         text = record.read_text().strip() if record.is_file() else None
-    return date.fromisoformat(text) if text else DEFAULT_START_DATE
+        source = f"{record} ({text!r})"
+    if not text:
+        return DEFAULT_START_DATE
+    try:
+        return date.fromisoformat(text)
+    except ValueError as e:
+        raise ValueError(f"{source} is not a day written YYYY-MM-DD ({e})") from None
 
 
 def _positive_int(name: str, default: int) -> int:

@@ -256,3 +256,25 @@ def test_a_reader_that_stops_early_ends_the_command_quietly(env):
     err = proc.stderr.read()
     assert proc.wait(timeout=120) == 141
     assert err == ""
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "expected"),
+    [
+        ("ML_PLATFORM_START_DATE", "garbage", "ML_PLATFORM_START_DATE='garbage' is not a day"),
+        (
+            "ML_PLATFORM_START_DATE",
+            "2026-02-30",
+            "ML_PLATFORM_START_DATE='2026-02-30' is not a day",
+        ),
+        ("ML_PLATFORM_ROWS_PER_DAY", "0", "ML_PLATFORM_ROWS_PER_DAY='0' must be a positive"),
+    ],
+)
+def test_a_bad_setting_is_one_line_naming_it(tmp_path, variable, value, expected):
+    """A bad start date said only 'Invalid isoformat string', not which setting."""
+    environ = {**os.environ, "ML_PLATFORM_HOME": str(tmp_path / "home"), variable: value}
+    environ.pop("DAGSTER_HOME", None)
+    result = _cli(environ, "champion", timeout=120)
+    assert result.returncode == 1 and result.stdout == ""
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and expected in lines[0], result.stderr
