@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ml_platform.cli.errors import UsageError, iso_date
+
 PROVENANCE_COMMANDS = ("lineage", "impact", "stale", "last-training", "champion", "explain")
 
 
@@ -38,9 +40,23 @@ def add_parsers(commands) -> None:
     explain = with_format(
         commands.add_parser("explain", help="which model and data made a day's predictions")
     )
-    explain.add_argument("--date", required=True)
+    explain.add_argument("--date", type=iso_date, required=True, help="YYYY-MM-DD")
     for name in PROVENANCE_COMMANDS:
         commands.choices[name].set_defaults(handler=run_provenance)
+
+
+def _known_asset(graph, name: str) -> None:
+    """An asset the definitions do not have is a usage error, not "no materialization"."""
+    import difflib
+
+    import dagster as dg
+
+    if graph.has(dg.AssetKey.from_user_string(name)):
+        return
+    known = sorted(node.key.to_user_string() for node in graph.asset_nodes)
+    close = difflib.get_close_matches(name, known, n=1)
+    hint = f"did you mean {close[0]}? " if close else ""
+    raise UsageError(f"no asset {name}; {hint}the assets: {', '.join(known)}")
 
 
 def run_provenance(args: argparse.Namespace) -> int:
@@ -54,6 +70,8 @@ def run_provenance(args: argparse.Namespace) -> int:
     from ml_platform.provenance.verify import verifier_for
 
     graph = defs.resolve_asset_graph()
+    if getattr(args, "asset", None):
+        _known_asset(graph, args.asset)
     with ExitStack() as stack:
         instance = stack.enter_context(dg.DagsterInstance.get())
         needs_storage = args.command == "explain" or (
@@ -106,7 +124,7 @@ def run_provenance(args: argparse.Namespace) -> int:
                     f"{value['reason']}\nartifact {value['model_uri']} sha256 {value['model_sha256']}"
                 )
             else:
-                value = pc.explain(instance, args.date, verifier)
+                value = pc.explain(instance, args.date.isoformat(), verifier)
                 text = pc.as_text(value)
         except LookupError as e:
             print(f"ml-platform {args.command}: {e.args[0] if e.args else e}", file=sys.stderr)

@@ -75,6 +75,15 @@ def env(tmp_path_factory):
         (["promote", "--model", "12a", "--reason", "x"], "'12a' is not a storage id"),
         (["promote", "--week", "2026-02-02", "--reason", " "], "say why"),
         (["promote", "--reason", "x"], "one of the arguments --week --model is required"),
+        (
+            ["lineage", "predictions/price_quote", "--partition", "2026-02-03"],
+            "no asset predictions/price_quote; did you mean predictions/price_quotes?",
+        ),
+        (
+            ["impact", "clean/shipment", "--partition", "2026-02-03"],
+            "no asset clean/shipment; did you mean clean/shipments?",
+        ),
+        (["explain", "--date", "garbage"], "'garbage' is not a day written YYYY-MM-DD"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_code_2(env, args, expected):
