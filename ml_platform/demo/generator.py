@@ -364,14 +364,24 @@ def generate_drops(
 
 def _parser() -> argparse.ArgumentParser:
     defaults = GeneratorConfig()
-    parser = argparse.ArgumentParser(description="Write synthetic freight-shipment drops.")
-    parser.add_argument("--landing-root", type=Path, required=True)
-    parser.add_argument("--start", type=date.fromisoformat, required=True, help="YYYY-MM-DD")
+    # One-line usage errors and day checks, as every command has.
+    from ml_platform.cli.errors import OneLineParser, iso_date
+
+    parser = OneLineParser(
+        prog="ml-platform generate", description="Write synthetic freight-shipment drops."
+    )
+    parser.add_argument(
+        "--landing-root",
+        type=Path,
+        required=True,
+        help="where the drops go (ml-platform generate: the platform home's landing zone)",
+    )
+    parser.add_argument("--start", type=iso_date, required=True, help="YYYY-MM-DD")
     parser.add_argument("--days", type=int, default=1)
     parser.add_argument("--rows-per-day", type=int, default=defaults.rows_per_day)
     parser.add_argument("--files-per-drop", type=int, default=defaults.files_per_drop)
     parser.add_argument("--seed", type=int, default=defaults.seed)
-    parser.add_argument("--shock-date", type=date.fromisoformat, default=None, help="YYYY-MM-DD")
+    parser.add_argument("--shock-date", type=iso_date, default=None, help="YYYY-MM-DD")
     parser.add_argument("--shock-factor", type=float, default=defaults.shock_factor)
     parser.add_argument("--bad-row-share", type=float, default=defaults.bad_row_share)
     return parser

@@ -84,6 +84,7 @@ def env(tmp_path_factory):
             "no asset clean/shipment; did you mean clean/shipments?",
         ),
         (["explain", "--date", "garbage"], "'garbage' is not a day written YYYY-MM-DD"),
+        (["generate", "--start", "2026-13-01"], "'2026-13-01' is not a day written YYYY-MM-DD"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_code_2(env, args, expected):
