@@ -106,7 +106,7 @@ def run_provenance(args: argparse.Namespace) -> int:
                 value = pc.run_impact(instance, graph, args.asset, args.partition, args.file)
                 text = pc.impact_text(value)
             elif args.command == "stale":
-                value = pc.run_stale(instance, graph)
+                value = pc.run_stale(instance, graph, defs)
                 text = pc.stale_text(value)
                 if args.backfill:
                     backfill_id = pc.backfill_stale(instance, graph, value)

@@ -131,8 +131,31 @@ def impact_text(items: list[dict]) -> str:
 
 
 # -- stale ---------------------------------------------------------------------------------
-def run_stale(instance, graph) -> list[dict]:
-    return [s.as_dict() for s in stale_partitions(instance, graph)]
+def run_stale(instance, graph, defs=None) -> list[dict]:
+    """Stale partitions and why; with ``defs``, also raw days whose landed drop changed
+    since it was ingested (what `ml-platform backfill` would re-ingest)."""
+    items = [s.as_dict() for s in stale_partitions(instance, graph)]
+    if defs is None:
+        return items
+    from ml_platform.assets.raw import RAW_SHIPMENTS
+    from ml_platform.provenance.staleness import latest_records
+    from ml_platform.provenance.up_to_date import changed_drops
+
+    current = latest_records(instance, graph.get(RAW_SHIPMENTS))
+    reported = {(i["asset"], i["partition"]) for i in items}
+    raw = RAW_SHIPMENTS.to_user_string()
+    drops = [
+        {
+            "asset": raw,
+            "partition": day,
+            "storage_id": current[day].storage_id,
+            "run_id": current[day].run_id,
+            "reasons": [{"kind": "landed drop", "detail": why}],
+        }
+        for day, why in sorted(changed_drops(instance, defs, sorted(current)).items())
+        if (raw, day) not in reported
+    ]
+    return drops + items
 
 
 def stale_text(items: list[dict]) -> str:

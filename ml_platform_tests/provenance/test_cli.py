@@ -98,6 +98,11 @@ def test_provenance_commands(tmp_path):
     generate_drops(
         home / "landing", date(2026, 2, 5), 1, GeneratorConfig(rows_per_day=1000, seed=5)
     )
+    # Before it is ingested again, stale says so (it said "nothing is stale").
+    redropped = _json(env, "stale")
+    assert [(s["asset"], s["partition"], s["reasons"][0]["kind"]) for s in redropped] == [
+        ("raw/shipments", "2026-02-05", "landed drop")
+    ]
     assert (
         _cli(
             env, "backfill", "--from", "2026-02-05", "--to", "2026-02-05", "--select", "raw"
