@@ -151,12 +151,17 @@ class PostgresTables:
         versions = [_version(k, frames[k], run_id) for k in keys]
         with self.connect() as conn:
             info = self._ensure_table(conn, schema, table, columns, partition_column)
-            arrow = to_arrow_for_copy(combined.select(c.name for c in info.columns), info.columns)
+            names = [c.name for c in info.columns]
             with conn.cursor() as cur:
                 self._lock_partitions(cur, info, keys)
                 self._delete(cur, info, keys)
-                if arrow.num_rows:
-                    cur.adbc_ingest(table, arrow, mode="append", db_schema_name=schema)
+                # One COPY per partition, in the same transaction: the Arrow copy made for
+                # COPY holds one partition, not the whole range next to its frames.
+                for frame in prepared.values():
+                    arrow = to_arrow_for_copy(frame.select(names), info.columns)
+                    if arrow.num_rows:
+                        cur.adbc_ingest(table, arrow, mode="append", db_schema_name=schema)
+                    del arrow
                 txid = self._record(cur, info, versions)
             conn.commit()
         return [_with_txid(v, txid) for v in versions]
