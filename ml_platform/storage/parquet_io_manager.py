@@ -19,7 +19,6 @@ from typing import Any
 
 import dagster as dg
 import polars as pl
-from pydantic import PrivateAttr
 
 from ml_platform.models.artifacts import FORMAT as ARTIFACT_FORMAT
 from ml_platform.models.artifacts import ArtifactError, TrainedModel, dump_model, load_model
@@ -39,7 +38,7 @@ from ml_platform.storage.object_store import (
     ObjectStore,
     StoredObject,
 )
-from ml_platform.storage.spool import Spool, process_spool
+from ml_platform.storage.spool import SpoolingIOManager
 
 UNPARTITIONED = "__all__"
 FORMAT_KEY = "ml_platform/format"
@@ -48,25 +47,12 @@ FEATURE_COLUMNS_KEY = "ml_platform/feature_columns"
 __all__ = ["MissingPartitionError", "UnresolvedVersionError", "VersionedParquetIOManager"]
 
 
-class VersionedParquetIOManager(dg.ConfigurableIOManager):
-    """Base class: subclasses say which object store holds the objects."""
-
-    _spool: Spool | None = PrivateAttr(default=None)
+class VersionedParquetIOManager(SpoolingIOManager):
+    """Base class: subclasses say which object store holds the objects. A remote store's
+    inputs are spooled to local files for the step's lazy scans (see storage/spool.py)."""
 
     def store(self) -> ObjectStore:
         raise NotImplementedError
-
-    # A remote store's inputs are spooled to local files for the step's lazy scans, and
-    # removed when Dagster tears the step's resources down (see storage/spool.py).
-    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
-        self._spool = Spool()
-
-    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
-        if self._spool is not None:
-            self._spool.close()
-
-    def spool(self) -> Spool:
-        return self._spool or process_spool()
 
     # -- writing ---------------------------------------------------------------------------
     def handle_output(

@@ -14,7 +14,7 @@ from typing import Any
 
 import dagster as dg
 import polars as pl
-from pydantic import Field, PrivateAttr
+from pydantic import Field
 
 from ml_platform.provenance.reads import PartitionRead, provenance_metadata, record_reads
 from ml_platform.provenance.summary import sources_of
@@ -25,11 +25,12 @@ from ml_platform.storage.postgres_tables import (
     PgSettings,
     PostgresTables,
 )
-from ml_platform.storage.spool import Spool, process_spool
+from ml_platform.storage.spool import SpoolingIOManager
 
 
-class PostgresIOManager(dg.ConfigurableIOManager):
-    """Stores polars frames as Postgres tables; connection settings from the environment."""
+class PostgresIOManager(SpoolingIOManager):
+    """Stores polars frames as Postgres tables; connection settings from the environment.
+    Rows read lazily are spooled to a local file (see storage/spool.py)."""
 
     host: str = Field(default=dg.EnvVar("ML_PLATFORM_PG_HOST"))
     port: int = Field(default=dg.EnvVar.int("ML_PLATFORM_PG_PORT"))
@@ -39,8 +40,6 @@ class PostgresIOManager(dg.ConfigurableIOManager):
     default_schema: str = Field(
         default="public", description="Schema for asset keys with a single part."
     )
-
-    _spool: Spool | None = PrivateAttr(default=None)
 
     def tables(self) -> PostgresTables:
         return PostgresTables(
@@ -117,18 +116,6 @@ class PostgresIOManager(dg.ConfigurableIOManager):
                 for batch in batches:
                     out.write_batch(batch)
         return pl.scan_ipc(path), versions
-
-    # Rows read lazily are spooled to local files, removed when Dagster tears the step's
-    # resources down.
-    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
-        self._spool = Spool()
-
-    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
-        if self._spool is not None:
-            self._spool.close()
-
-    def spool(self) -> Spool:
-        return self._spool or process_spool()
 
 
 def _metadata(

@@ -18,6 +18,9 @@ import tempfile
 import uuid
 from pathlib import Path
 
+import dagster as dg
+from pydantic import PrivateAttr
+
 
 class Spool:
     """A folder of spooled inputs, made on first use; ``close`` removes it."""
@@ -48,3 +51,20 @@ def process_spool() -> Spool:
         _process_spool = Spool()
         atexit.register(_process_spool.close)
     return _process_spool
+
+
+class SpoolingIOManager(dg.ConfigurableIOManager):
+    """An IO manager whose lazy inputs may be spooled: a spool made for each step's
+    resources and removed when Dagster tears them down, even after a failure."""
+
+    _spool: Spool | None = PrivateAttr(default=None)
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        self._spool = Spool()
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        if self._spool is not None:
+            self._spool.close()
+
+    def spool(self) -> Spool:
+        return self._spool or process_spool()
