@@ -76,13 +76,13 @@ def execute(
     import duckdb
 
     from ml_platform.analytics import views as v
+    from ml_platform.analytics.results import write_result
     from ml_platform.analytics.sql import (
         QueryRefusedError,
         Session,
         duckdb_message,
         export_target,
         refuse_unless_select,
-        write_result,
     )
     from ml_platform.provenance.lineage import LineageError
 
@@ -130,7 +130,8 @@ def repl(session, args, stdout: IO[str], stderr: IO[str], stdin: IO[str]) -> int
     """Statements end with ';'; an error is reported and the session goes on. \\q quits."""
     import duckdb
 
-    from ml_platform.analytics.sql import QueryRefusedError, duckdb_message, write_result
+    from ml_platform.analytics.results import write_result
+    from ml_platform.analytics.sql import QueryRefusedError, duckdb_message
 
     interactive = stdin.isatty()
     session.load()
