@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     args, rest = parser.parse_known_args(argv)
     try:
         if args.command == "generate":
-            from ml_platform.demo.generator import main as generate_main
+            from ml_platform.cli.generate import main as generate_main
 
             return generate_main(with_default_landing(rest))
         if args.command == "retention":

@@ -1,4 +1,5 @@
-"""A few idle ADBC connections per PostgreSQL database and process, reused across calls."""
+"""Connection settings, and a few idle ADBC connections per PostgreSQL database and process,
+reused across calls."""
 
 from __future__ import annotations
 
@@ -6,7 +7,30 @@ import atexit
 import contextlib
 import os
 import threading
+from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote
+
+
+@dataclass(frozen=True)
+class PgSettings:
+    host: str
+    port: int
+    dbname: str
+    user: str
+    password: str = field(repr=False)  # never in a log or a traceback
+    application_name: str = "ml_platform"
+
+    def uri(self) -> str:
+        q = lambda v: quote(str(v), safe="")  # noqa: E731
+        return (
+            f"postgresql://{q(self.user)}:{q(self.password)}@{self.host}:{self.port}/"
+            f"{q(self.dbname)}?application_name={q(self.application_name)}"
+        )
+
+    def public_uri(self) -> str:
+        """The server and database, without credentials (for metadata and messages)."""
+        return f"postgresql://{self.host}:{self.port}/{quote(self.dbname, safe='')}"
 
 
 class ConnectionPool:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from urllib.parse import quote
@@ -38,7 +38,7 @@ from ml_platform.storage.pg_catalog import (
     stored_info,
     stored_info_or_none,
 )
-from ml_platform.storage.pg_pool import close_idle, pool_for
+from ml_platform.storage.pg_pool import PgSettings, close_idle, pool_for
 from ml_platform.storage.pg_types import (
     PgColumn,
     UnsupportedColumnType,
@@ -58,27 +58,6 @@ class MissingPartitionError(LookupError):
 
 class VersionReplacedError(LookupError):
     """The rows a provenance record names have since been replaced by another run."""
-
-
-@dataclass(frozen=True)
-class PgSettings:
-    host: str
-    port: int
-    dbname: str
-    user: str
-    password: str = field(repr=False)  # never in a log or a traceback
-    application_name: str = "ml_platform"
-
-    def uri(self) -> str:
-        q = lambda v: quote(str(v), safe="")  # noqa: E731
-        return (
-            f"postgresql://{q(self.user)}:{q(self.password)}@{self.host}:{self.port}/"
-            f"{q(self.dbname)}?application_name={q(self.application_name)}"
-        )
-
-    def public_uri(self) -> str:
-        """The server and database, without credentials (for metadata and messages)."""
-        return f"postgresql://{self.host}:{self.port}/{quote(self.dbname, safe='')}"
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal, assert_series_equal
 
+from ml_platform.cli.generate import main
 from ml_platform.demo import generator as gen
 from ml_platform.demo.generator import (
     BAD_ROW_KINDS,
@@ -18,7 +19,6 @@ from ml_platform.demo.generator import (
     GeneratorConfig,
     generate_day,
     generate_drops,
-    main,
     write_drop,
 )
 from ml_platform.demo.geography import CITIES
