@@ -15,6 +15,7 @@ import dagster as dg
 import pytest
 
 from ml_platform.demo.generator import GeneratorConfig, generate_drops
+from ml_platform_tests.processes import signals_as_from_a_terminal
 
 BIN = Path(sys.executable).parent / "ml-platform"
 START, DAYS = date(2026, 1, 1), 16
@@ -38,6 +39,7 @@ def test_ctrl_c_stops_the_runs_and_the_same_command_finishes(tmp_path):
     proc = subprocess.Popen(
         [BIN, "backfill", *RANGE], env=env, text=True,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+        preexec_fn=signals_as_from_a_terminal,
     )  # fmt: skip
     for line in proc.stdout:  # runs are under way once the first has landed
         if " succeeded: " in line:
