@@ -160,18 +160,11 @@ def _current_materializations(
     After the outputs were stored these are the ones this run wrote; in a failed run they are
     the previous versions, which stay current.
     """
-    instance = context.instance
-    latest = instance.event_log_storage.get_latest_storage_id_by_partition(
-        outcome.spec.asset_key,
-        dg.DagsterEventType.ASSET_MATERIALIZATION,
-        partitions=set(context.partition_keys),
-    )
-    if not latest:
-        return {}
-    records = instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=outcome.spec.asset_key, storage_ids=list(latest.values())),
-        limit=len(latest),
-    ).records
+    from ml_platform.storage.current import latest_storage_ids, records_by_storage_id
+
+    key = outcome.spec.asset_key
+    latest = latest_storage_ids(context.instance, key, set(context.partition_keys))
+    records = records_by_storage_id(context.instance, key, list(latest.values()))
     return {
         r.partition_key: Target(storage_id=r.storage_id, run_id=r.run_id, timestamp=r.timestamp)
         for r in records
