@@ -188,10 +188,7 @@ class GCSObjectStore:
                 raise MissingObjectError(key, self.uri(key))
             return data
 
-        if len(keys) <= 1:
-            return [one(k) for k in keys]
-        with ThreadPoolExecutor(max_workers=min(DOWNLOAD_WORKERS, len(keys))) as pool:
-            return list(pool.map(one, keys))
+        return _concurrently(one, keys)
 
     def scan_parquet(self, keys: list[str], spool: Spool | None = None) -> pl.LazyFrame:
         from ml_platform.storage.frames import scan_parquet_union
@@ -214,10 +211,7 @@ class GCSObjectStore:
                 raise MissingObjectError(key, self.uri(key))
             return path
 
-        if len(keys) <= 1:
-            return [one(k) for k in keys]
-        with ThreadPoolExecutor(max_workers=min(DOWNLOAD_WORKERS, len(keys))) as pool:
-            return list(pool.map(one, keys))
+        return _concurrently(one, keys)
 
     def list_objects(self, prefix: str = "") -> Iterator[ObjectInfo]:
         # The client's iterator follows nextPageToken, so listings past 1,000 objects work.
@@ -257,3 +251,11 @@ def _content_type(key: str) -> str:
     if key.endswith(".parquet"):
         return "application/vnd.apache.parquet"
     return "application/octet-stream"
+
+
+def _concurrently(download: Callable, keys: list[str]) -> list:
+    """``download`` of every key, up to DOWNLOAD_WORKERS at once, results in key order."""
+    if len(keys) <= 1:
+        return [download(k) for k in keys]
+    with ThreadPoolExecutor(max_workers=min(DOWNLOAD_WORKERS, len(keys))) as pool:
+        return list(pool.map(download, keys))
