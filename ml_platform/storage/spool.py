@@ -15,6 +15,7 @@ from __future__ import annotations
 import atexit
 import shutil
 import tempfile
+import threading
 import uuid
 from pathlib import Path
 
@@ -27,17 +28,22 @@ class Spool:
 
     def __init__(self) -> None:
         self._folder: Path | None = None
+        # Downloads ask for files from several threads at once: without the lock, two could
+        # each make a folder, and the one forgotten would never be removed.
+        self._lock = threading.Lock()
 
     def new_file(self, suffix: str) -> Path:
         """A path for one spooled input (not yet created)."""
-        if self._folder is None:
-            self._folder = Path(tempfile.mkdtemp(prefix="ml-platform-spool-"))
-        return self._folder / f"{uuid.uuid4().hex}{suffix}"
+        with self._lock:
+            if self._folder is None:
+                self._folder = Path(tempfile.mkdtemp(prefix="ml-platform-spool-"))
+            return self._folder / f"{uuid.uuid4().hex}{suffix}"
 
     def close(self) -> None:
-        if self._folder is not None:
-            shutil.rmtree(self._folder, ignore_errors=True)
-            self._folder = None
+        with self._lock:
+            if self._folder is not None:
+                shutil.rmtree(self._folder, ignore_errors=True)
+                self._folder = None
 
 
 _process_spool: Spool | None = None
