@@ -8,7 +8,9 @@ runs of every chunk their trailing window reads.
 from __future__ import annotations
 
 import os
+import signal
 import sys
+import threading
 import time
 import uuid
 import warnings
@@ -124,6 +126,19 @@ def run_chunked_backfill(
     total_days = (end - start).days + 1
     if total_days <= days:
         return single_runs.run_range(start, end, selection, force=force)
+    # From here a Ctrl-C sets a flag the loop reads between steps, rather than raising wherever
+    # this process happens to be (starting a worker, closing a connection), mid-way and noisily.
+    interrupted = threading.Event()
+    previous = signal.signal(signal.SIGINT, lambda *_: interrupted.set())
+    try:
+        return _chunked(start, end, selection, workers, runs_out, days, force, interrupted)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _chunked(start, end, selection, workers, runs_out, days, force, interrupted) -> int:
+    """The chunked backfill itself: plan, run side by side, summarize (or stop, interrupted)."""
+    total_days = (end - start).days + 1
     # Started first, the fork server imports the code location (about 1.7 s on one core) while
     # this process imports Dagster to plan the chunks, on the other core.
     ctx = _worker_context(EXTRA_PRELOAD.get(selection, []))
@@ -145,9 +160,8 @@ def run_chunked_backfill(
     pending = list(runs)
     running: dict = {}  # connection -> (process, run)
     exiting: list = []  # workers that sent their outcome and are ending
-    try:
-        _run_all(ctx, selection, pending, running, exiting, by_index, tag, workers, force)
-    except KeyboardInterrupt:
+    _run_all(ctx, selection, pending, running, exiting, by_index, tag, workers, force, interrupted)
+    if interrupted.is_set():
         _stop_workers(running)
         return _interrupted_summary(start, end, selection, runs, time.perf_counter() - t0)
     for process in exiting:
@@ -155,11 +169,14 @@ def run_chunked_backfill(
     return _backfill_summary(start, end, selection, runs, by_index, time.perf_counter() - t0)
 
 
-def _run_all(ctx, selection, pending, running, exiting, by_index, tag, workers, force) -> None:
-    """Starts runs as workers free up, in order, until every run has an outcome."""
+def _run_all(
+    ctx, selection, pending, running, exiting, by_index, tag, workers, force, interrupted
+) -> None:
+    """Starts runs as workers free up, in order, until every run has an outcome or
+    ``interrupted`` is set."""
     from multiprocessing.connection import wait
 
-    while pending or running:
+    while (pending or running) and not interrupted.is_set():
         while len(running) < workers and (run := next_runnable(pending, by_index)):
             receive, send = ctx.Pipe(duplex=False)
             args = (send, single_runs.JOBS[selection], run.first.isoformat(), run.last.isoformat())
@@ -175,7 +192,7 @@ def _run_all(ctx, selection, pending, running, exiting, by_index, tag, workers, 
             running[receive] = (process, run)
         if not running:
             continue
-        for ready in wait(list(running)):
+        for ready in wait(list(running), timeout=POLL_SECONDS):
             process, run = running.pop(ready)
             try:
                 run.outcome = ready.recv()
@@ -198,6 +215,8 @@ def _run_all(ctx, selection, pending, running, exiting, by_index, tag, workers, 
 
 # How long an interrupted backfill waits for its workers to record their runs as failed.
 STOP_SECONDS = 60
+# How often the backfill's loop looks for a Ctrl-C while its runs work.
+POLL_SECONDS = 0.2
 
 
 def _stop_workers(running: dict) -> None:
@@ -207,9 +226,9 @@ def _stop_workers(running: dict) -> None:
     reaches only this process; the SIGINT sent here reaches the worker alone, not the helper
     processes Dagster starts in it. A second Ctrl-C stops waiting.
     """
-    import signal
     from multiprocessing.connection import wait
 
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # a second Ctrl-C stops waiting
     for process, _ in running.values():
         if process.is_alive():
             os.kill(process.pid, signal.SIGINT)
@@ -273,7 +292,15 @@ def _worker_context(extra_preload: list[str]):
     ctx = multiprocessing.get_context("forkserver")
     # This module first: it silences Dagster's preview warnings in the server, as main does.
     ctx.set_forkserver_preload([__name__, "ml_platform.cli.worker_preload", *extra_preload])
-    forkserver.ensure_running()
+    # The server starts with Ctrl-C ignored (an ignored signal stays ignored across exec): it
+    # shares the terminal's process group, and a Ctrl-C while it imports the code location
+    # would kill it under the backfill. Its workers start the same way, and take SIGINT
+    # again once they have left that group (_chunk_worker).
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        forkserver.ensure_running()
+    finally:
+        signal.signal(signal.SIGINT, previous)
     return ctx
 
 
@@ -288,6 +315,7 @@ def _chunk_worker(
     # interrupts this worker alone (see _stop_workers). Dagster's helper processes here (the
     # compute-log tails and their watchers) are then not signalled, and print no traceback.
     os.setpgid(0, 0)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # ignored until now: _worker_context
     single_runs.VERBOSE = verbose
     try:
         outcomes = single_runs.execute_needed(

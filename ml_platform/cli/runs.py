@@ -313,6 +313,16 @@ def execute_run(
                 )
             except dg.DagsterError as e:  # refused before it ran: bad partition, bad config
                 raise CliError(f"{job.name} {scope}: {one_line(e)}") from e
+            except KeyboardInterrupt:
+                # Between the run's creation and its start Dagster does not catch a Ctrl-C:
+                # the run would stay "not started" for ever. It is recorded as failed.
+                stopped = _fail_unstarted(instance, all_tags[CLI_RUN_TAG])
+                raise RunInterrupted(
+                    f"run {stopped} interrupted before it started: {job.name} {scope}, "
+                    "marked failed"
+                    if stopped
+                    else ""
+                ) from None
             run_id = progress.run_id = result.run_id
     seconds = time.perf_counter() - t0
     label = f"{job.name}[{stage_name(selection)}]" if selection else job.name
@@ -332,6 +342,19 @@ def execute_run(
         tally=progress.tally,
     )
     return RunOutcome(run_id, result.success, seconds, lines)
+
+
+def _fail_unstarted(instance, cli_tag: str) -> str | None:
+    """Marks the run tagged ``cli_tag`` failed if it never finished starting; its id."""
+    import dagster as dg
+
+    from ml_platform.cli.progress import CLI_RUN_TAG
+
+    runs = instance.get_runs(filters=dg.RunsFilter(tags={CLI_RUN_TAG: cli_tag}), limit=1)
+    if not runs or runs[0].is_finished:
+        return None
+    instance.report_run_failed(runs[0], message="interrupted (Ctrl-C) before it started")
+    return runs[0].run_id
 
 
 class RunInterrupted(KeyboardInterrupt):

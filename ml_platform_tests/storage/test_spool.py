@@ -10,7 +10,7 @@ def test_files_asked_for_at_once_share_one_folder_removed_on_close():
     for _ in range(20):
         spool = Spool()
         with ThreadPoolExecutor(max_workers=8) as pool:
-            paths = list(pool.map(lambda _: spool.new_file(".parquet"), range(32)))
+            paths = list(pool.map(spool.new_file, [".parquet"] * 32))
         folders = {p.parent for p in paths}
         assert len(folders) == 1
         (folder,) = folders
