@@ -23,6 +23,7 @@ import pytest
 import yaml
 
 from ml_platform.devtools.postgres_server import free_port
+from ml_platform_tests.processes import signals_as_from_a_terminal
 
 ROOT = Path(__file__).resolve().parents[2]
 PROD_YAML = ROOT / "deploy" / "prod" / "dagster.yaml"
@@ -100,6 +101,8 @@ class Processes:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
+                # stop() sends SIGTERM: not ignored, as in a suite run in the background.
+                preexec_fn=signals_as_from_a_terminal,
             )
 
     def stop(self, code_server: bool = False) -> None:

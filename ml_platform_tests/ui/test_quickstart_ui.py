@@ -33,6 +33,8 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from ml_platform_tests.processes import signals_as_from_a_terminal
+
 BIN = Path(sys.executable).parent
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -89,6 +91,9 @@ def _start(args: list[str], env: dict, log: Path) -> subprocess.Popen:
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            # SIGTERM stops it at teardown: not ignored, as it is in a suite run in the
+            # background (30 s of waiting for nothing, then SIGKILL, per server).
+            preexec_fn=signals_as_from_a_terminal,
         )
 
 
