@@ -134,13 +134,21 @@ class PostgresTables:
             with conn.cursor() as cur:
                 self._lock_partitions(cur, info, keys)
                 self._delete(cur, info, keys)
-                # One COPY per partition, in the same transaction: the Arrow copy made for
-                # COPY holds one partition, not the whole range next to its frames.
-                for frame in prepared.values():
-                    arrow = to_arrow_for_copy(frame.select(names), info.columns)
-                    if arrow.num_rows:
-                        cur.adbc_ingest(table, arrow, mode="append", db_schema_name=schema)
-                    del arrow
+                # One COPY fed partition by partition: the Arrow copy made for COPY holds one
+                # partition, not the whole range next to its frames. (A COPY per partition
+                # costs about 20 ms each: 30 small partitions wrote 0.75x raw ADBC, not 1.27x.)
+                if sum(frame.height for frame in prepared.values()):
+                    stream = CopyStream(list(prepared.values()), names, info.columns)
+                    try:
+                        cur.adbc_ingest(
+                            table, stream.reader(), mode="append", db_schema_name=schema
+                        )
+                    except Exception:
+                        # A frame refused while converting (a type Postgres cannot hold) is
+                        # raised as itself, not as the driver's wrapping of it.
+                        if stream.error is not None:
+                            raise stream.error from None
+                        raise
                 txid = self._record(cur, info, versions)
             conn.commit()
         return [_with_txid(v, txid) for v in versions]
@@ -379,6 +387,28 @@ class PostgresTables:
             if info is None:
                 raise MissingPartitionError(f"{schema}.{table} has never been stored")
             return self._versions(cur, info, partitions)
+
+
+class CopyStream:
+    """The frames' rows as Arrow batches typed for COPY, converted one frame at a time."""
+
+    def __init__(self, frames: list[pl.DataFrame], names: list[str], columns) -> None:
+        self.frames = [frame for frame in frames if frame.height]
+        self.names, self.columns = names, columns
+        self.error: Exception | None = None
+
+    def reader(self) -> pa.RecordBatchReader:
+        schema = to_arrow_for_copy(self.frames[0].head(0).select(self.names), self.columns)
+        return pa.RecordBatchReader.from_batches(schema.schema, self._batches())
+
+    def _batches(self):
+        for frame in self.frames:
+            try:
+                arrow = to_arrow_for_copy(frame.select(self.names), self.columns)
+            except Exception as e:
+                self.error = e
+                raise
+            yield from arrow.to_batches()
 
 
 def _partition_query(select: str, column: str, pg_type: str) -> str:
