@@ -315,7 +315,10 @@ def _chunk_worker(
     # interrupts this worker alone (see _stop_workers). Dagster's helper processes here (the
     # compute-log tails and their watchers) are then not signalled, and print no traceback.
     os.setpgid(0, 0)
-    signal.signal(signal.SIGINT, signal.default_int_handler)  # ignored until now: _worker_context
+    # Ignored until now (_worker_context). A SIGINT then sets a flag read before each run,
+    # rather than raising wherever the worker is (closing a connection, planning); inside a
+    # run, Dagster's own handler takes it and interrupts the run's steps.
+    signal.signal(signal.SIGINT, lambda *_: single_runs.STOP.set())
     single_runs.VERBOSE = verbose
     try:
         outcomes = single_runs.execute_needed(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -114,6 +115,8 @@ def execute_needed(
     outcomes: list[RunOutcome] = []
     retried = False
     while plan:
+        if STOP.is_set():  # a backfill worker asked to stop: no further run
+            raise RunInterrupted("")
         redo = plan.pop(0)
         if VERBOSE:
             print(f"to run {_scope(redo.first, redo.last)}, since {redo.why}", flush=True)
@@ -355,6 +358,11 @@ def _fail_unstarted(instance, cli_tag: str) -> str | None:
         return None
     instance.report_run_failed(runs[0], message="interrupted (Ctrl-C) before it started")
     return runs[0].run_id
+
+
+# Set by a backfill worker's SIGINT handler (backfill_chunks._chunk_worker): the worker stops
+# before its next run. Within a run Dagster's own handler interrupts the run's steps.
+STOP = threading.Event()
 
 
 class RunInterrupted(KeyboardInterrupt):
