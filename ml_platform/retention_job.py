@@ -62,13 +62,13 @@ def run_retention(instance: dg.DagsterInstance, io_manager, config: RetentionCon
 
 
 def unknown_message(instance: dg.DagsterInstance, unknown: list[str]) -> str:
-    import difflib
+    from ml_platform.cli.errors import did_you_mean
 
     known = sorted(key.to_user_string() for key in instance.get_asset_keys())
     parts = []
     for name in unknown:
-        close = difflib.get_close_matches(name, known, n=1)
-        parts.append(f"{name}" + (f" (did you mean {close[0]}?)" if close else ""))
+        hint = did_you_mean(name, known).strip()
+        parts.append(f"{name} ({hint})" if hint else name)
     return f"no asset {', '.join(parts)} on this instance; nothing was removed"
 
 

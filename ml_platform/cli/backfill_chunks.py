@@ -138,7 +138,6 @@ def run_chunked_backfill(
 
 def _chunked(start, end, selection, workers, runs_out, days, force, interrupted) -> int:
     """The chunked backfill itself: plan, run side by side, summarize (or stop, interrupted)."""
-    total_days = (end - start).days + 1
     # Started first, the fork server imports the code location (about 1.7 s on one core) while
     # this process imports Dagster to plan the chunks, on the other core.
     ctx = _worker_context(EXTRA_PRELOAD.get(selection, []))
@@ -151,7 +150,7 @@ def _chunked(start, end, selection, workers, runs_out, days, force, interrupted)
     by_index = {r.index: r for r in runs}
     chunks = len({(r.first, r.last) for r in runs})
     print(
-        f"backfill {start}..{end} ({selection}): {total_days} days in {chunks} chunks of up "
+        f"backfill {start}..{end} ({selection}): {(end - start).days + 1} days in {chunks} chunks of up "
         f"to {days} days, {len(runs)} runs, {workers} at a time",
         flush=True,
     )

@@ -56,6 +56,14 @@ def monday(text: str) -> date:
     return day
 
 
+def did_you_mean(name: str, known) -> str:
+    """ "did you mean X? " for the closest of ``known`` to a mistyped name, else ""."""
+    import difflib
+
+    close = difflib.get_close_matches(name, list(known), n=1)
+    return f"did you mean {close[0]}? " if close else ""
+
+
 def storage_id(text: str) -> int:
     """A materialization's storage id: a positive whole number."""
     if not text.isdigit() or int(text) < 1:

@@ -9,6 +9,7 @@ import sys
 from ml_platform.cli.backfill_chunks import run_chunked_backfill
 from ml_platform.cli.errors import (
     UsageError,
+    did_you_mean,
     hyperparameter,
     iso_date,
     monday,
@@ -79,8 +80,6 @@ def checked_hyperparameters(params: dict) -> dict:
     """The --param values as the training config reads them (``max_iter=300.0`` is 300), or
     a usage error naming the parameter: a misspelled name would otherwise be dropped, and
     a week trained with the defaults reported up to date."""
-    import difflib
-
     import pydantic
 
     from ml_platform.assets.price_model import TrainingConfig
@@ -88,10 +87,9 @@ def checked_hyperparameters(params: dict) -> dict:
     known = list(TrainingConfig.model_fields)
     for name in params:
         if name not in known:
-            close = difflib.get_close_matches(name, known, n=1)
-            hint = f"did you mean {close[0]}? " if close else ""
             raise UsageError(
-                f"--param {name}: no such hyperparameter; {hint}they are {', '.join(known)}"
+                f"--param {name}: no such hyperparameter; {did_you_mean(name, known)}"
+                f"they are {', '.join(known)}"
             )
     try:
         config = TrainingConfig(**params)
@@ -123,16 +121,14 @@ def train_week(week: str, params: dict, force: bool = False) -> int:
 
 def _current_model_run(week: str, params: dict) -> str | None:
     import dagster as dg
-    import pydantic
 
     from ml_platform.assets.price_model import TrainingConfig
     from ml_platform.definitions import defs
     from ml_platform.provenance.up_to_date import current_model_run
 
-    try:
-        hyperparameters = TrainingConfig(**params).model_dump()
-    except pydantic.ValidationError:  # the run names what is wrong with them
-        return None
+    # Defaults included: a model trained with them named or not is the same model. (The
+    # parameters were checked by checked_hyperparameters; the demo passes none.)
+    hyperparameters = TrainingConfig(**params).model_dump()
     with dg.DagsterInstance.get() as instance:
         return current_model_run(instance, defs, week, hyperparameters)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ml_platform.cli.errors import UsageError, iso_date
+from ml_platform.cli.errors import UsageError, did_you_mean, iso_date
 
 PROVENANCE_COMMANDS = ("lineage", "impact", "stale", "last-training", "champion", "explain")
 
@@ -47,16 +47,12 @@ def add_parsers(commands) -> None:
 
 def _known_asset(graph, name: str) -> None:
     """An asset the definitions do not have is a usage error, not "no materialization"."""
-    import difflib
-
     import dagster as dg
 
     if graph.has(dg.AssetKey.from_user_string(name)):
         return
     known = sorted(node.key.to_user_string() for node in graph.asset_nodes)
-    close = difflib.get_close_matches(name, known, n=1)
-    hint = f"did you mean {close[0]}? " if close else ""
-    raise UsageError(f"no asset {name}; {hint}the assets: {', '.join(known)}")
+    raise UsageError(f"no asset {name}; {did_you_mean(name, known)}the assets: {', '.join(known)}")
 
 
 def run_provenance(args: argparse.Namespace) -> int:

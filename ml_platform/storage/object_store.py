@@ -188,7 +188,8 @@ class LocalObjectStore:
     def scan_parquet(self, keys: list[str], spool: Spool | None = None) -> pl.LazyFrame:
         from ml_platform.storage.frames import scan_parquet_union
 
-        # Local files stay lazy, in place (no spool): polars reads only the row groups and columns a plan needs.
+        # Local files stay lazy, in place (no spool): polars reads only the row groups and
+        # columns a plan needs.
         paths = []
         for key in keys:
             path = self.path(key)
