@@ -56,20 +56,21 @@ def test_retention_keeps_current_and_referenced_versions(instance, gcs_bucket, g
     assert [r["uri"] for r in unprotected.removed] == [v1]
 
 
+def _run_job(instance, io_manager, protect: str, raise_on_error: bool = True):
+    """The retention job as launched from the UI, protecting ``protect``, age 0."""
+    config = {"older_than": "0m", "protected_assets": [protect]}
+    return retention_job.execute_in_process(
+        instance=instance,
+        resources={"lake_io_manager": io_manager},
+        run_config={"ops": {"remove_old_versions": {"config": config}}},
+        raise_on_error=raise_on_error,
+    )
+
+
 def test_retention_job_reports_what_it_removed(instance, gcs_bucket):
     io_manager = _io(gcs_bucket)
     _history(instance, io_manager)
-    result = retention_job.execute_in_process(
-        instance=instance,
-        resources={"lake_io_manager": io_manager},
-        run_config={
-            "ops": {
-                "remove_old_versions": {
-                    "config": {"older_than": "0m", "protected_assets": ["window_summary"]}
-                }
-            }
-        },
-    )
+    result = _run_job(instance, io_manager, protect="window_summary")
     assert result.success
     output = next(e for e in result.all_events if e.is_successful_output)
     meta = output.event_specific_data.metadata
@@ -109,18 +110,7 @@ def test_a_misspelled_protected_asset_removes_nothing(instance, platform_home, m
     assert "--protect: no asset window_sumary (did you mean window_summary?)" in err
     assert sorted(platform_home.storage.rglob("*.parquet")) == before
     # The job refuses it too (launchpad config), before removing anything.
-    result = retention_job.execute_in_process(
-        instance=instance,
-        resources={"lake_io_manager": io_manager},
-        run_config={
-            "ops": {
-                "remove_old_versions": {
-                    "config": {"older_than": "0m", "protected_assets": ["window_sumary"]}
-                }
-            }
-        },
-        raise_on_error=False,
-    )
+    result = _run_job(instance, io_manager, protect="window_sumary", raise_on_error=False)
     assert not result.success
     assert sorted(platform_home.storage.rglob("*.parquet")) == before
 
